@@ -1,0 +1,162 @@
+"""The ``nightops`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from nightops import __version__
+from nightops.app import build
+from nightops.config import Config, load_config, parse_config
+from nightops.console import Console, ConsoleNotifier
+from nightops_core.errors import NightOpsError
+from nightops_core.schedule import Desired, next_boundary
+
+__all__ = ["main"]
+
+DEMO_USER = "dave"
+DEMO_CHANNEL = "#platform-team"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nightops",
+        description="Start and stop groups of cloud resources from chat, on schedules, safely.",
+    )
+    parser.add_argument("--version", action="version", version=f"nightops {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="a chat console on a simulated cloud (no setup needed)",
+        description="Open the chat console on the built-in demo configuration: the product "
+        "guide's collections, channels and people on the simulated 'sandbox' cloud. State "
+        "lives in a temporary directory and is gone when you quit.",
+    )
+    demo.add_argument("--user", default=DEMO_USER, help=f"who you are (default {DEMO_USER})")
+    demo.add_argument(
+        "--channel", default=DEMO_CHANNEL, help=f"where you type (default {DEMO_CHANNEL})"
+    )
+    demo.add_argument(
+        "--print-config", action="store_true", help="print the demo configuration and exit"
+    )
+
+    console = commands.add_parser(
+        "console",
+        help="a chat console on your own configuration",
+        description="Type /nightops commands as USER in CHANNEL against the clouds your "
+        "configuration names. Lines may also be piped on standard input.",
+    )
+    console.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+    console.add_argument("--user", "-u", required=True, help="account email or its name part")
+    console.add_argument("--channel", required=True, help="channel name, e.g. #dev-team")
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration and summarise it",
+        description="Print every problem in the file (exit 1), or a summary of collections, "
+        "schedules, rules and the next transitions (exit 0).",
+    )
+    check.add_argument("config", help="path of nightops.toml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nightops`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        match args.command:
+            case "demo":
+                return _demo(args, sys.stdin, sys.stdout)
+            case "console":
+                return _console(load_config(args.config), args.user, args.channel, sys.stdin)
+            case "check-config":
+                return _check_config(args.config, sys.stdout)
+            case _:
+                _parser().print_help()
+                return 0
+    except NightOpsError as exc:
+        print(f"nightops: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def demo_config_text() -> str:
+    """The demo's TOML, as shipped in the package."""
+    return resources.files("nightops").joinpath("demo/demo.toml").read_text(encoding="utf-8")
+
+
+def _demo(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    if args.print_config:
+        stdout.write(demo_config_text())
+        return 0
+    with tempfile.TemporaryDirectory(prefix="nightops-demo-") as state_dir:
+        config = parse_config(demo_config_text(), source="demo", base_dir=Path(state_dir), env={})
+        return _console(config, args.user, args.channel, stdin)
+
+
+def _console(config: Config, user: str, channel: str, stdin: TextIO) -> int:
+    out = sys.stdout
+    app = build(config, notifier=ConsoleNotifier(out))
+    names: dict[str, str] = {}
+    for account in config.settings.accounts:
+        names[account.email] = account.email
+        names.setdefault(account.email.partition("@")[0], account.email)
+    console = Console(
+        app.service,
+        accounts_by_name=names,
+        user=user,
+        channel=channel,
+        out=out,
+        prompt=stdin.isatty(),
+    )
+    console.banner()
+    # Finish what a previous run left half-done, and expire what is due.
+    for outcome in (app.service.reconcile_operations(), app.service.expire_approvals()):
+        console.show(outcome)
+    return console.run(stdin)
+
+
+def _check_config(path: str, out: TextIO) -> int:
+    try:
+        config = load_config(path)
+    except NightOpsError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    settings = config.settings
+    now = datetime.now(UTC)
+    out.write(f"{config.source}: OK\n")
+    out.write(f"  state: {config.state_url}\n")
+    out.write(f"  providers: {', '.join(sorted(config.provider_names)) or 'none'}\n")
+    out.write(
+        f"  {len(settings.collections)} collections, {len(settings.schedules)} schedules, "
+        f"{len(settings.channel_rules)} channel rules, {len(settings.accounts)} accounts, "
+        f"{len(settings.approval_rules)} approval rules\n"
+    )
+    for collection in settings.collections:
+        schedule = settings.schedules.get(collection.schedule or "")
+        line = f"  - {collection.id} ({collection.display_name}): "
+        line += f"{len(collection.resources)} resources"
+        if collection.selectors:
+            line += f" + {len(collection.selectors)} selectors"
+        if schedule is None:
+            line += ", manual only"
+        else:
+            boundary = next_boundary(schedule, now)
+            line += f", schedule {collection.schedule}"
+            if boundary is not None:
+                verb = "start" if boundary.desired is Desired.ON else "stop"
+                line += f"; next: {verb} {boundary.at.astimezone(schedule.zone):%a %Y-%m-%d %H:%M %Z}"
+        out.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
