@@ -11,7 +11,7 @@ import attrs
 from nightops.config import Config
 from nightops.plugins import load_providers
 from nightops.state import open_store
-from nightops_core.ports import CloudProvider, Clock, IdSource, Notifier, StateStore
+from nightops_core.ports import Clock, CloudProvider, IdSource, Notifier, StateStore
 from nightops_core.service import Service
 
 __all__ = ["App", "RandomIds", "SystemClock", "build"]
@@ -43,7 +43,7 @@ class App:
     notifier: Notifier
 
 
-def build(  # noqa: PLR0913 - every port may be replaced
+def build(
     config: Config,
     *,
     notifier: Notifier,

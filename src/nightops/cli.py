@@ -153,7 +153,9 @@ def _check_config(path: str, out: TextIO) -> int:
             line += f", schedule {collection.schedule}"
             if boundary is not None:
                 verb = "start" if boundary.desired is Desired.ON else "stop"
-                line += f"; next: {verb} {boundary.at.astimezone(schedule.zone):%a %Y-%m-%d %H:%M %Z}"
+                line += (
+                    f"; next: {verb} {boundary.at.astimezone(schedule.zone):%a %Y-%m-%d %H:%M %Z}"
+                )
         out.write(line + "\n")
     return 0
 

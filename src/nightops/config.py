@@ -17,14 +17,19 @@ import fnmatch
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 
 from nightops_core.approvals import DEFAULT_TIMEOUT, ApprovalRule, Approvers
 from nightops_core.durations import parse_duration
@@ -189,10 +194,14 @@ def _make_converter() -> cattrs.Converter:
             return value
         raise ValueError(f"expected a string or a list of strings, got {value!r}")
 
+    approvers_table = cattrs.gen.make_dict_structure_fn(
+        _RawApprovers, converter, _cattrs_forbid_extra_keys=True
+    )
+
     def approvers(value: Any, _: type) -> _RawApprovers:
         # approvers = "#channel" | ["bob@x", "#channel", "@group"] | {channel=…, usergroup=…}
         if isinstance(value, dict):
-            return converter.structure_attrs_fromdict(value, _RawApprovers)
+            return approvers_table(value, _RawApprovers)
         items = str_or_list(value, list)
         result = _RawApprovers()
         for item in items:
@@ -213,6 +222,11 @@ def _make_converter() -> cattrs.Converter:
 
     converter.register_structure_hook(_RawApprovers, approvers)
     converter.register_structure_hook(str | None, lambda v, _: _optional_str(v))
+    # TOML has types: "yes" is not a boolean, 1.5 not a stage, 123 not a name.
+    converter.register_structure_hook(str, lambda v, _: _strict(v, str, "a string"))
+    converter.register_structure_hook(bool, lambda v, _: _strict(v, bool, "true or false"))
+    converter.register_structure_hook(int, lambda v, _: _strict(v, int, "a whole number"))
+    converter.register_structure_hook_func(_is_list, _strict_list(converter))
     # A list of strings may be written as one string: commands = "all".
     converter.register_structure_hook_func(lambda t: t == list[str], str_or_list)
     raw_resource = cattrs.gen.make_dict_structure_fn(
@@ -230,6 +244,39 @@ def _make_converter() -> cattrs.Converter:
     )
     converter.register_structure_hook(_RawSchedule, raw_schedule)
     return converter
+
+
+def _strict(value: Any, type_: type, expected: str) -> Any:
+    if isinstance(value, type_) and (type_ is bool or not isinstance(value, bool)):
+        return value
+    raise ValueError(f"expected {expected}, got {value!r}")
+
+
+def _is_list(type_: Any) -> bool:
+    return getattr(type_, "__origin__", None) is list
+
+
+def _strict_list(converter: cattrs.Converter) -> Callable[[Any, Any], list[Any]]:
+    """A list hook that refuses a non-list (cattrs would iterate a string's letters)."""
+
+    def structure(value: Any, type_: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list [...], got {value!r}")
+        (item_type,) = type_.__args__
+        hook = converter.get_structure_hook(item_type)
+        result, errors = [], []
+        for i, item in enumerate(value):
+            try:
+                result.append(hook(item, item_type))
+            except Exception as exc:  # noqa: BLE001 - collected and re-raised as a group
+                note = IterableValidationNote(f"Structuring {type_} @ index {i}", i, item_type)
+                exc.add_note(note)
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
+        return result
+
+    return structure
 
 
 def _optional_str(value: Any) -> str | None:
@@ -360,7 +407,9 @@ def _substitute(value: Any, env: Mapping[str, str], path: str, errors: list[str]
 
         return _ENV_REF.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, env, f"{path}.{k}" if path else k, errors) for k, v in value.items()}
+        return {
+            k: _substitute(v, env, f"{path}.{k}" if path else k, errors) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_substitute(v, env, f"{path}[{i}]", errors) for i, v in enumerate(value)]
     return value
@@ -472,12 +521,15 @@ class _Validator:
                 self.fail(
                     f"channels[{i}].commands",
                     f"unknown command '{command}'{_suggest(command, known)} "
-                    f"(use \"all\" or some of: {', '.join(known)})",
+                    f'(use "all" or some of: {", ".join(known)})',
                 )
             if not bad:
                 result.append(
                     ChannelRule(
-                        item.channel, frozenset(item.commands), tuple(item.collections), item.approvals
+                        item.channel,
+                        frozenset(item.commands),
+                        tuple(item.collections),
+                        item.approvals,
                     )
                 )
         return tuple(result)
@@ -490,7 +542,7 @@ class _Validator:
             if not (approvers.channel or approvers.usergroup or approvers.accounts):
                 self.fail(
                     f"{path}.approvers",
-                    "name who decides: a channel (\"#approvers\"), a user group (\"@oncall\") "
+                    'name who decides: a channel ("#approvers"), a user group ("@oncall") '
                     "or account emails",
                 )
                 continue
@@ -516,9 +568,7 @@ class _Validator:
             )
         return tuple(result)
 
-    def collections(
-        self, raw: list[_RawCollection], schedules: set[str]
-    ) -> tuple[Collection, ...]:
+    def collections(self, raw: list[_RawCollection], schedules: set[str]) -> tuple[Collection, ...]:
         result = []
         ids: set[str] = set()
         for i, item in enumerate(raw):
@@ -535,7 +585,8 @@ class _Validator:
             if item.schedule is not None and item.schedule not in schedules:
                 self.fail(
                     f"{path}.schedule",
-                    f"unknown schedule '{item.schedule}'{_suggest(item.schedule, sorted(schedules))}"
+                    f"unknown schedule '{item.schedule}'"
+                    + _suggest(item.schedule, sorted(schedules))
                     + ("" if schedules else " (there is no [schedules.NAME] table)"),
                 )
             if not item.resources and not item.select:

@@ -171,6 +171,18 @@ class StateStore(Protocol):
         """True the first time ``key`` is seen."""
         ...
 
+    # small adapter-owned values (message refs, link tokens, installations), by namespace
+    def put_value(
+        self, namespace: str, key: str, value: str, expires_at: datetime | None = None
+    ) -> None:
+        """Store (or replace) ``value``; it reads as absent from ``expires_at`` on."""
+        ...
+
+    def get_value(self, namespace: str, key: str, now: datetime) -> str | None: ...
+    def take_value(self, namespace: str, key: str, now: datetime) -> str | None:
+        """Remove and return the value (None if absent or expired): single-use tokens."""
+        ...
+
 
 class Notifier(Protocol):
     """Delivers routed notifications (Slack, console, …). Must not raise for delivery

@@ -87,6 +87,7 @@ class InMemoryStateStore:
         self._claims: set[tuple[str, datetime]] = set()
         self._overrides: dict[str, Override] = {}
         self._once: set[str] = set()
+        self._values: dict[tuple[str, str], tuple[str, datetime | None]] = {}
 
     def add_approval(self, request: ApprovalRequest) -> None:
         if request.id in self._approvals:
@@ -168,6 +169,22 @@ class InMemoryStateStore:
             return False
         self._once.add(key)
         return True
+
+    def put_value(
+        self, namespace: str, key: str, value: str, expires_at: datetime | None = None
+    ) -> None:
+        self._values[(namespace, key)] = (value, expires_at)
+
+    def get_value(self, namespace: str, key: str, now: datetime) -> str | None:
+        found = self._values.get((namespace, key))
+        if found is None or (found[1] is not None and found[1] <= now):
+            return None
+        return found[0]
+
+    def take_value(self, namespace: str, key: str, now: datetime) -> str | None:
+        value = self.get_value(namespace, key, now)
+        self._values.pop((namespace, key), None)
+        return value
 
 
 @attrs.define

@@ -552,6 +552,18 @@ def test_a_gap_at_midnight_america_santiago() -> None:
     ]
 
 
+def test_a_skipped_day_pacific_apia() -> None:
+    # Samoa skipped Friday 2011-12-30: Thursday 23:59:59 -10 was followed by Saturday 00:00 +14.
+    schedule = parse_schedule(["daily 08:00-19:00", "Thu 23:00-01:00"], "Pacific/Apia")
+    assert edges(schedule, utc(2011, 12, 29, 12), utc(2011, 12, 31)) == [
+        ("12-29 18:00", "on"),  # Thu 08:00 -10
+        ("12-30 05:00", "off"),  # Thu 19:00 -10
+        ("12-30 09:00", "on"),  # Thu 23:00 -10
+        ("12-30 10:00", "off"),  # "Fri 01:00" never shows: Sat 00:00 +14
+        ("12-30 18:00", "on"),  # Sat 08:00 +14; Friday's window never opened
+    ]
+
+
 # --- properties against an independent reference ---------------------------------------------
 
 ZONES = [
@@ -726,3 +738,13 @@ def test_boundaries_alternate_and_chain(schedule: Schedule, at: datetime) -> Non
         walked.append(step)
         cursor = step.at
     assert walked == list(found)
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedules(), instants())
+def test_none_means_no_change_within_the_horizon(schedule: Schedule, at: datetime) -> None:
+    reach = timedelta(days=HORIZON_DAYS - 2)
+    if next_boundary(schedule, at) is None:
+        assert boundaries_between(schedule, at, at + reach) == []
+    if last_boundary(schedule, at) is None:
+        assert boundaries_between(schedule, at - reach, at) == []

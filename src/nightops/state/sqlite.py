@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nightops.state.codec import dumps, loads
@@ -41,6 +41,8 @@ _MIGRATIONS: tuple[str, ...] = (
                                   claimer TEXT NOT NULL, PRIMARY KEY (collection_id, at));
     CREATE TABLE overrides (collection_id TEXT PRIMARY KEY, data TEXT NOT NULL);
     CREATE TABLE seen_keys (key TEXT PRIMARY KEY, at TEXT NOT NULL);
+    CREATE TABLE kv (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                     expires_at TEXT, PRIMARY KEY (namespace, key));
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -193,7 +195,12 @@ class SQLiteStateStore:
             conn.execute(
                 "INSERT OR REPLACE INTO leases (collection_id, operation_id, expires_at, data) "
                 "VALUES (?, ?, ?, ?)",
-                (lease.collection_id, lease.operation_id, lease.expires_at.isoformat(), dumps(lease)),
+                (
+                    lease.collection_id,
+                    lease.operation_id,
+                    lease.expires_at.isoformat(),
+                    dumps(lease),
+                ),
             )
             return None
 
@@ -256,7 +263,7 @@ class SQLiteStateStore:
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO boundary_claims (collection_id, at, claimer) "
                 "VALUES (?, ?, ?)",
-                (collection_id, at.isoformat(), claimer),
+                (collection_id, _utc(at), claimer),
             )
             return cursor.rowcount == 1
 
@@ -285,6 +292,42 @@ class SQLiteStateStore:
                 "INSERT OR IGNORE INTO seen_keys (key, at) VALUES (?, ?)", (key, now.isoformat())
             )
             return cursor.rowcount == 1
+
+    # ---------------------------------------------------------------- values
+
+    def put_value(
+        self, namespace: str, key: str, value: str, expires_at: datetime | None = None
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                (namespace, key, value, _utc(expires_at)),
+            )
+
+    def get_value(self, namespace: str, key: str, now: datetime) -> str | None:
+        row = self._conn.execute(
+            "SELECT value FROM kv WHERE namespace = ? AND key = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (namespace, key, _utc(now)),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def take_value(self, namespace: str, key: str, now: datetime) -> str | None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT value, expires_at FROM kv WHERE namespace = ? AND key = ?",
+                (namespace, key),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+            expired = row[1] is not None and row[1] <= _utc(now)
+            return None if expired else str(row[0])
+
+
+def _utc(when: datetime | None) -> str | None:
+    """Timestamps are stored as UTC ISO strings so that text order is time order."""
+    return None if when is None else when.astimezone(UTC).isoformat()
 
 
 def _event_json(event: AuditEvent) -> str:
