@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
@@ -15,8 +18,20 @@ from nightops import __version__
 from nightops.app import build
 from nightops.config import Config, load_config, parse_config
 from nightops.console import Console, ConsoleNotifier
+from nightops.holidays import uptime_calendar
+from nightops.notifiers import LogNotifier
+from nightops.scheduler import Scheduler
+from nightops.workers import Workers
 from nightops_core.errors import NightOpsError
-from nightops_core.schedule import Desired, next_boundary
+from nightops_core.grammar import resolve_collection
+from nightops_core.model import Collection
+from nightops_core.schedule import (
+    Desired,
+    Schedule,
+    boundaries_between,
+    desired_state,
+    next_boundary,
+)
 
 __all__ = ["main"]
 
@@ -64,6 +79,31 @@ def _parser() -> argparse.ArgumentParser:
         "schedules, rules and the next transitions (exit 0).",
     )
     check.add_argument("config", help="path of nightops.toml")
+
+    scheduler = commands.add_parser(
+        "scheduler",
+        help="run the schedules alone (no chat)",
+        description="Act on schedule boundaries and expire approvals every tick "
+        "([nightops] scheduler_tick), until stopped with Ctrl-C or SIGTERM. Several "
+        "replicas may run against one PostgreSQL state: each boundary acts exactly once.",
+    )
+    scheduler.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+    scheduler.add_argument("--once", action="store_true", help="run one tick and exit")
+
+    schedule = commands.add_parser("schedule", help="preview or export a collection's schedule")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="ACTION")
+    preview = schedule_commands.add_parser(
+        "preview", help="print the coming transitions in the schedule's zone"
+    )
+    export = schedule_commands.add_parser(
+        "export", help="write the collection's uptime as an iCalendar file"
+    )
+    for sub in (preview, export):
+        sub.add_argument("collection", help="collection id or display name")
+        sub.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+        sub.add_argument("--days", type=int, default=7, help="how many days ahead (default 7)")
+    export.add_argument("--ics", action="store_true", required=True, help="iCalendar format")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
     return parser
 
 
@@ -78,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _console(load_config(args.config), args.user, args.channel, sys.stdin)
             case "check-config":
                 return _check_config(args.config, sys.stdout)
+            case "scheduler":
+                return _scheduler(load_config(args.config), once=args.once)
+            case "schedule" if args.schedule_command == "preview":
+                return _schedule_preview(load_config(args.config), args, sys.stdout)
+            case "schedule" if args.schedule_command == "export":
+                return _schedule_export(load_config(args.config), args, sys.stdout)
             case _:
                 _parser().print_help()
                 return 0
@@ -125,15 +171,11 @@ def _console(config: Config, user: str, channel: str, stdin: TextIO) -> int:
 
 
 def _check_config(path: str, out: TextIO) -> int:
-    try:
-        config = load_config(path)
-    except NightOpsError as exc:
-        out.write(f"{exc}\n")
-        return 1
+    config = load_config(path)  # its problems go to stderr with exit 1, as for every command
     settings = config.settings
     now = datetime.now(UTC)
     out.write(f"{config.source}: OK\n")
-    out.write(f"  state: {config.state_url}\n")
+    out.write(f"  state: {config.shown_state_url}\n")
     out.write(f"  providers: {', '.join(sorted(config.provider_names)) or 'none'}\n")
     out.write(
         f"  {len(settings.collections)} collections, {len(settings.schedules)} schedules, "
@@ -157,6 +199,69 @@ def _check_config(path: str, out: TextIO) -> int:
                     f"; next: {verb} {boundary.at.astimezone(schedule.zone):%a %Y-%m-%d %H:%M %Z}"
                 )
         out.write(line + "\n")
+    return 0
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _scheduler(config: Config, *, once: bool) -> int:
+    _logging()
+    app = build(config, notifier=LogNotifier())
+    workers = Workers(app.service)
+    scheduler = Scheduler(app, workers=workers)
+    workers.submit(app.service.reconcile_operations(), scheduler.deliver)
+    if once:
+        scheduler.tick()
+        workers.shutdown(wait=True)
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        scheduler.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    workers.shutdown(wait=True)
+    return 0
+
+
+def _schedule_of(config: Config, name: str) -> tuple[Collection, Schedule]:
+    collection = resolve_collection(name, config.settings.collections)
+    schedule = config.settings.schedules.get(collection.schedule or "")
+    if schedule is None:
+        raise NightOpsError(
+            f"{collection.display_name} has no schedule: it is started and stopped by hand only."
+        )
+    return collection, schedule
+
+
+def _schedule_preview(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    collection, schedule = _schedule_of(config, args.collection)
+    now = datetime.now(UTC)
+    out.write(f"{collection.display_name}: {schedule.text()}\n")
+    state = desired_state(schedule, now).value
+    out.write(f"  now: {state}\n")
+    boundaries = boundaries_between(schedule, now, now + timedelta(days=args.days))
+    if not boundaries:
+        out.write(f"  no transitions in the next {args.days} days\n")
+    for boundary in boundaries:
+        verb = "start" if boundary.desired is Desired.ON else "stop "
+        out.write(f"  {verb} {boundary.at.astimezone(schedule.zone):%a %Y-%m-%d %H:%M %Z}\n")
+    return 0
+
+
+def _schedule_export(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    collection, schedule = _schedule_of(config, args.collection)
+    data = uptime_calendar(collection.display_name, schedule, datetime.now(UTC), args.days)
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        out.write(data.decode("utf-8"))
     return 0
 
 

@@ -17,7 +17,10 @@ import fnmatch
 import os
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from nightops.holidays import dates_from_ics
 from nightops_core.approvals import DEFAULT_TIMEOUT, ApprovalRule, Approvers
 from nightops_core.durations import parse_duration
 from nightops_core.errors import ConfigError, NightOpsError, ScheduleError
@@ -70,6 +74,8 @@ class _RawNightOps:
     state: str = "sqlite:///nightops-state.db"
     timezone: str = "UTC"
     sso_domains: list[str] = attrs.Factory(list)
+    scheduler_tick: str = "30s"
+    catch_up_grace: str = "15m"
 
 
 @attrs.define
@@ -132,6 +138,7 @@ class _RawSchedule:
     on: list[str]
     timezone: str | None = None
     except_: list[str] = attrs.Factory(list)
+    except_ics: list[str] = attrs.Factory(list)
 
 
 @attrs.define
@@ -306,16 +313,27 @@ class Config:
     """A loaded configuration: the core's settings plus what only the host needs."""
 
     settings: Settings
-    state_url: str
-    providers: Mapping[str, Mapping[str, Any]]
+    state_url: str = attrs.field(repr=lambda url: repr(_hide_password(url)))
+    providers: Mapping[str, Mapping[str, Any]] = attrs.field(repr=False)  # may hold secrets
     slack: SlackConfig | None = None
     source: str = "<memory>"
+    scheduler_tick: timedelta = timedelta(seconds=30)
+    catch_up_grace: timedelta = timedelta(minutes=15)
+
+    @property
+    def shown_state_url(self) -> str:
+        """``state_url`` with its password (if any) replaced by ``***``, for output."""
+        return _hide_password(self.state_url)
 
     @property
     def provider_names(self) -> set[str]:
         names = {r.provider for c in self.settings.collections for r in c.resources}
         names |= {s.provider for c in self.settings.collections for s in c.selectors}
         return names
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^/]*@", r"\1:***@", url)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -345,22 +363,26 @@ def parse_config(
     errors: list[str] = []
     env = os.environ if env is None else env
     data = _substitute(data, env, "", errors)
+    # Values read from the environment may be secrets: never echo them in a message.
+    hide = {env[n]: n for n in _ENV_REF.findall(text) if n in env and len(env[n]) >= 4}
     if errors:
-        raise _config_error(source, errors)
+        raise _config_error(source, errors, hide)
     try:
         raw = _make_converter().structure(data, _RawConfig)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
-        raise _config_error(source, _shape_errors(exc)) from None
+        raise _config_error(source, _shape_errors(exc), hide) from None
     config = _Validator(errors, env).build(raw, source, base_dir)
     if errors:
-        raise _config_error(source, errors)
+        raise _config_error(source, errors, hide)
     assert config is not None
     return config
 
 
-def _config_error(source: str, errors: list[str]) -> ConfigError:
+def _config_error(source: str, errors: list[str], hide: Mapping[str, str]) -> ConfigError:
     noun = "problem" if len(errors) == 1 else "problems"
     lines = "\n".join(f"  - {e}" for e in errors)
+    for value in sorted(hide, key=len, reverse=True):
+        lines = lines.replace(value, f"${{{hide[value]}}}")
     return ConfigError(f"{source}: {len(errors)} {noun}:\n{lines}")
 
 
@@ -386,6 +408,8 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
             close = difflib.get_close_matches(key, allowed, n=1)
             hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return f"unknown key {', '.join(hints)}; allowed: {', '.join(allowed)}"
+    if isinstance(exc, AttributeError | TypeError) and _is_table(type_):  # given a str, int, …
+        return "expected a table ({ key = value, … } or a [section])"
     if isinstance(exc, ValueError | TypeError):
         name = getattr(type_, "__name__", str(type_))
         text = str(exc)
@@ -393,6 +417,14 @@ def _format_exception(exc: BaseException, type_: type | None) -> str:
             return f"expected {name}"
         return text if text else f"expected {name}"
     return str(exc)
+
+
+def _is_table(type_: Any) -> bool:
+    """Is ``type_`` (or ``type_ | None``) structured from a TOML table?"""
+    options = typing.get_args(type_) if isinstance(type_, types.UnionType) else (type_,)
+    return any(
+        t is not type(None) and (attrs.has(t) or typing.get_origin(t) is dict) for t in options
+    )
 
 
 def _substitute(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
@@ -420,16 +452,24 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+_TICK = timedelta(seconds=30)
+_GRACE = timedelta(minutes=15)
+
+
 class _Validator:
     def __init__(self, errors: list[str], env: Mapping[str, str]) -> None:
         self.errors = errors
         self.env = env
+        self.base_dir: Path | None = None
 
     def fail(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
 
     def build(self, raw: _RawConfig, source: str, base_dir: Path | None) -> Config | None:
+        self.base_dir = base_dir
         schedules = self.schedules(raw)
+        tick = self.duration("nightops.scheduler_tick", raw.nightops.scheduler_tick, _TICK)
+        grace = self.duration("nightops.catch_up_grace", raw.nightops.catch_up_grace, _GRACE)
         accounts = self.accounts(raw.accounts)
         rules = self.channels(raw.channels)
         approvals = self.approvals(raw.approvals)
@@ -455,6 +495,8 @@ class _Validator:
             providers={k: dict(v) for k, v in raw.providers.items()},
             slack=self.slack(raw.slack),
             source=source,
+            scheduler_tick=tick,
+            catch_up_grace=grace,
         )
 
     def timezone(self, path: str, name: str) -> None:
@@ -483,13 +525,29 @@ class _Validator:
     def schedules(self, raw: _RawConfig) -> dict[str, Schedule]:
         result = {}
         for name, item in raw.schedules.items():
+            holidays: set[str | date] = set(item.except_)
+            for i, file in enumerate(item.except_ics):
+                path = Path(file)
+                if not path.is_absolute() and self.base_dir is not None:
+                    path = self.base_dir / path
+                try:
+                    holidays |= dates_from_ics(path)
+                except ConfigError as exc:
+                    self.fail(f"schedules.{name}.except_ics[{i}]", exc.message)
             try:
                 result[name] = parse_schedule(
-                    item.on, item.timezone or raw.nightops.timezone, item.except_, name=name
+                    item.on, item.timezone or raw.nightops.timezone, holidays, name=name
                 )
             except ScheduleError as exc:
                 self.fail(f"schedules.{name}", exc.message)
         return result
+
+    def duration(self, path: str, text: str, default: timedelta) -> timedelta:
+        try:
+            return parse_duration(text)
+        except NightOpsError as exc:
+            self.fail(path, exc.message)
+            return default
 
     def accounts(self, raw: list[_RawAccount]) -> tuple[Account, ...]:
         result = []

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TypeAlias
 
 import attrs
 
-from nightops_core.errors import CommandError
+from nightops_core.durations import parse_duration
+from nightops_core.errors import CommandError, NightOpsError
 from nightops_core.model import Collection, CollectionStatus
 
 __all__ = [
@@ -139,6 +141,7 @@ class Start:
     collection: str
     reason: str = ""
     no_confirm: bool = False
+    hold: timedelta | None = None
 
 
 @attrs.frozen
@@ -148,6 +151,7 @@ class Stop:
     collection: str
     reason: str = ""
     force: bool = False
+    hold: timedelta | None = None
 
 
 @attrs.frozen
@@ -179,6 +183,13 @@ _REASON = OptionSpec(
     short="-r",
     metavar="TEXT",
     multiword=True,
+)
+
+_FOR = OptionSpec(
+    "--for",
+    "Keep it so for this long (30m, 2h, 1h30m, 1d), then return it to its schedule "
+    "(or undo it, for a collection without a schedule).",
+    metavar="DURATION",
 )
 
 _SPECS = (
@@ -227,6 +238,7 @@ _SPECS = (
         argument_required=True,
         options=(
             _REASON,
+            _FOR,
             OptionSpec(
                 "--no-confirm",
                 "Skip the confirmation dialog. An approval, where required, is still asked for.",
@@ -243,6 +255,7 @@ _SPECS = (
         argument_required=True,
         options=(
             _REASON,
+            _FOR,
             OptionSpec(
                 "--force",
                 "Skip the confirmation dialog. An approval, where required, is still asked for.",
@@ -508,14 +521,15 @@ def _unknown_option(spec: CommandSpec, name: str) -> str:
                 f"Unknown option '{name}' for {spec.name}. "
                 f"Did you mean '{opt.short} {name[len(opt.short) :]}'?"
             )
+    # An exact option of another command says more than a near miss (--force vs --for).
+    elsewhere = [other.name for other in COMMANDS.values() if other.option(name) is not None]
+    if elsewhere:
+        return f"{spec.name} has no option '{name}' (that is an option of {elsewhere[0]}).{own}"
     spellings = {o.long.lower(): o.long for o in spec.options}
     spellings |= {o.short.lower(): o.long for o in spec.options if o.short}
     match = _close(lowered, spellings)
     if match is not None:
         return f"Unknown option '{name}' for {spec.name}. Did you mean '{spellings[match]}'?"
-    elsewhere = [other.name for other in COMMANDS.values() if other.option(name) is not None]
-    if elsewhere:
-        return f"{spec.name} has no option '{name}' (that is an option of {elsewhere[0]}).{own}"
     return f"Unknown option '{name}' for {spec.name}.{own}"
 
 
@@ -560,14 +574,26 @@ def _build_list(p: _Parsed) -> Command:
     )
 
 
+def _hold(p: _Parsed, command: str) -> timedelta | None:
+    text = p.values.get("--for")
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except NightOpsError as exc:
+        raise CommandError(f"--for: {exc.message}", usage=usage(command)) from None
+
+
 def _build_start(p: _Parsed) -> Command:
     assert p.argument is not None  # argument_required
-    return Start(p.argument, p.values.get("--reason", ""), "--no-confirm" in p.flags)
+    return Start(
+        p.argument, p.values.get("--reason", ""), "--no-confirm" in p.flags, _hold(p, "start")
+    )
 
 
 def _build_stop(p: _Parsed) -> Command:
     assert p.argument is not None  # argument_required
-    return Stop(p.argument, p.values.get("--reason", ""), "--force" in p.flags)
+    return Stop(p.argument, p.values.get("--reason", ""), "--force" in p.flags, _hold(p, "stop"))
 
 
 #: How each row of :data:`COMMANDS` becomes a Command value.

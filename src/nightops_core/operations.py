@@ -98,6 +98,8 @@ class Operation:
     approval_id: str | None = None
     channel: str | None = None
     finished_at: datetime | None = None
+    #: End of an explicit hold (``--for 2h``): the scheduler returns it to its schedule then.
+    hold_until: datetime | None = None
 
     @property
     def done(self) -> int:
@@ -155,3 +157,4 @@ class Confirmation:
     expires_at: datetime
     channel_id: str | None = None
     channel_name: str | None = None
+    hold_seconds: int = 0

@@ -108,14 +108,16 @@ class CloudProvider(Protocol):
 
 @attrs.frozen
 class Override:
-    """A manual start/stop that holds against the schedule until ``until`` (a boundary or
-    an explicit end)."""
+    """A manual start/stop against the schedule. It lasts until ``until``: the next
+    boundary, or — ``explicit`` — the end of a hold asked for with ``--for``, when the
+    scheduler returns the collection to its schedule."""
 
     collection_id: str
     desired: str  # "on" | "off"
     actor: str
     set_at: datetime
     until: datetime | None
+    explicit: bool = False
 
 
 class StateStore(Protocol):
@@ -165,6 +167,9 @@ class StateStore(Protocol):
     def set_override(self, override: Override) -> None: ...
     def get_override(self, collection_id: str) -> Override | None: ...
     def clear_override(self, collection_id: str) -> None: ...
+    def list_overrides(self) -> Sequence[Override]:
+        """Every override (the scheduler reads them all once per tick)."""
+        ...
 
     # retried chat deliveries
     def claim_once(self, key: str, now: datetime) -> bool:

@@ -13,7 +13,7 @@ at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
@@ -85,11 +85,13 @@ from nightops_core.responses import (
 )
 from nightops_core.responses import Confirmation as ConfirmationBody
 from nightops_core.schedule import Desired, desired_state, next_boundary
+from nightops_core.scheduling import DueAction
 from nightops_core.settings import Settings
 
 __all__ = ["ActionRequest", "Actor", "CommandRequest", "Service"]
 
 SYSTEM = "system"
+SCHEDULE = "schedule"
 
 
 @attrs.frozen
@@ -259,31 +261,53 @@ class Service:
         return out
 
     def reconcile_operations(self) -> Outcome:
-        """Finish operations a crash left unfinished: re-read actual states, record them,
-        audit and notify. Called by the host at start-up."""
-        out = Outcome()
-        for operation in self.store.unfinished_operations():
-            collection = self._collections.get(operation.collection_id)
-            if collection is None:
-                out += self._finish(operation, None, "its collection is no longer configured")
-                continue
-            if operation.state is OperationState.PENDING:
-                operation = operation.moved_to(OperationState.RUNNING)
-            wanted = (
-                ResourceState.RUNNING if operation.action is Action.START else ResourceState.STOPPED
+        """Operations a crash left unfinished (journaled, not final) are continued: their
+        jobs are returned to be run again. Providers are idempotent, so resources that had
+        already reached the wanted state are not acted on twice. Called at start-up."""
+        jobs = tuple(Job(o.id) for o in self.store.unfinished_operations())
+        messages = tuple(
+            Message(
+                Notice(
+                    f"Resuming {o.action.value} of {o.collection_id} by {o.actor_label}, "
+                    f"interrupted at {o.done}/{len(o.resources)} resources.",
+                    Tone.WARNING,
+                ),
+                Destination.CHANNEL,
+                o.channel,
             )
-            for status in self.describe(collection):
-                key = str(status.resource.key)
-                previous = next((r for r in operation.resources if r.key == key), None)
-                if previous is not None and previous.ok is not None:
-                    continue
-                ok = status.state is wanted
-                message = "" if ok else f"interrupted; now {status.state.value}"
-                operation = operation.with_outcome(
-                    ResourceOutcome(key, status.resource.label, ok, status.state.value, message)
-                )
-            out += self._finish(operation, collection)
-        return out
+            for o in self.store.unfinished_operations()
+            if o.channel
+        )
+        return Outcome(messages, jobs)
+
+    def apply_due(self, due: DueAction) -> Outcome:
+        """Carry out one scheduled action (the scheduler has claimed it already): journal
+        the operation as the actor ``schedule`` and return its job."""
+        collection = self._collections.get(due.collection_id)
+        if collection is None:
+            return Outcome()
+        if due.ends_hold:
+            self.store.clear_override(collection.id)
+        else:
+            override = self.store.get_override(collection.id)
+            if override is not None and not override.explicit:
+                self.store.clear_override(collection.id)
+        action = Action.START if due.desired is Desired.ON else Action.STOP
+        channel = Channel(name=collection.slack_channel) if collection.slack_channel else Channel()
+        outcome = self._begin(action, SCHEDULE, SCHEDULE, SCHEDULE, channel, collection, due.reason)
+        if not outcome.jobs:  # busy: someone is acting on it right now; they win
+            self._audit(
+                SCHEDULE,
+                SCHEDULE,
+                action.value,
+                collection.id,
+                AuditOutcome.CANCELLED,
+                reason=due.reason,
+                detail="skipped: another operation was in progress",
+            )
+            return Outcome()
+        # Scheduled actions are announced when they finish (schedule_started/stopped).
+        return Outcome(jobs=outcome.jobs)
 
     # ------------------------------------------------------------------ identity
 
@@ -350,14 +374,12 @@ class Service:
                 return self._list(actor, account, channel, status, env)
             case grammar.ScheduleCmd(name):
                 return self._schedule(actor, account, channel, name)
-            case grammar.Start(name, reason, no_confirm):
+            case grammar.Start(name, reason, no_confirm, hold):
                 return self._mutate(
-                    Action.START, actor, account, channel, name, reason, skip_confirm=no_confirm
+                    Action.START, actor, account, channel, name, reason, no_confirm, hold
                 )
-            case grammar.Stop(name, reason, force):
-                return self._mutate(
-                    Action.STOP, actor, account, channel, name, reason, skip_confirm=force
-                )
+            case grammar.Stop(name, reason, force, hold):
+                return self._mutate(Action.STOP, actor, account, channel, name, reason, force, hold)
         raise CommandError("That command is not supported here.", grammar.usage())
 
     def _read_check(
@@ -603,8 +625,8 @@ class Service:
         channel: Channel,
         name: str,
         reason: str,
-        *,
         skip_confirm: bool,
+        hold: timedelta | None = None,
     ) -> Outcome:
         collection = grammar.resolve_collection(name, self.settings.collections)
         rule = matching_rule(self.settings.approval_rules, collection.id, action.value)
@@ -642,12 +664,14 @@ class Service:
                         '-r "why you need it"',
                     )
                 )
-            return self._request_approval(rule, action, actor, account, channel, collection, reason)
+            return self._request_approval(
+                rule, action, actor, account, channel, collection, reason, hold
+            )
         confirm = collection.confirm_stop if action is Action.STOP else collection.confirm_start
         if confirm and not skip_confirm:
-            return self._ask_confirmation(action, actor, account, channel, collection, reason)
+            return self._ask_confirmation(action, actor, account, channel, collection, reason, hold)
         return self._begin(
-            action, account.email, actor.label, actor.via, channel, collection, reason
+            action, account.email, actor.label, actor.via, channel, collection, reason, hold=hold
         )
 
     def _ask_confirmation(
@@ -658,6 +682,7 @@ class Service:
         channel: Channel,
         collection: Collection,
         reason: str,
+        hold: timedelta | None,
     ) -> Outcome:
         now = self._now()
         confirmation = Confirmation(
@@ -672,6 +697,7 @@ class Service:
             expires_at=now + self.settings.confirmation_ttl,
             channel_id=channel.id,
             channel_name=channel.name,
+            hold_seconds=int(hold.total_seconds()) if hold else 0,
         )
         self.store.add_confirmation(confirmation)
         items = tuple(
@@ -731,6 +757,9 @@ class Service:
             collection,
             confirmation.reason,
             to=Destination.REPLACE,
+            hold=timedelta(seconds=confirmation.hold_seconds)
+            if confirmation.hold_seconds
+            else None,
         )
 
     def _cancel(self, actor: Actor, account: Account | None, confirmation_id: str) -> Outcome:
@@ -766,6 +795,7 @@ class Service:
         approval_id: str | None = None,
         to: Destination = Destination.IN_CHANNEL,
         target: str | None = None,
+        hold: timedelta | None = None,
     ) -> Outcome:
         now = self._now()
         operation_id = self.ids.new_id("op-")
@@ -795,6 +825,7 @@ class Service:
             reason=reason,
             approval_id=approval_id,
             channel=channel.id or channel.name,
+            hold_until=now + hold if hold else None,
         )
         self.store.save_operation(operation)
         report = self._report(operation, collection)
@@ -896,14 +927,23 @@ class Service:
                 f"{operation.action.value.capitalize()} of {name} by {operation.actor_label} "
                 f"failed for {len(failures)} of {len(operation.resources)} resources:\n{lines}",
                 collection,
-                person=operation.actor,
+                person=None if operation.actor in (SCHEDULE, SYSTEM) else operation.actor,
             )
-        if (
-            collection is not None
-            and operation.via != "schedule"
-            and state is not OperationState.FAILED
-        ):
+        scheduled = operation.via == SCHEDULE
+        if collection is not None and not scheduled and state is not OperationState.FAILED:
             self._note_override(operation, collection, now)
+        if scheduled and state is not OperationState.FAILED:
+            self._notify(
+                NotificationKind.SCHEDULE_STARTED
+                if operation.action is Action.START
+                else NotificationKind.SCHEDULE_STOPPED,
+                f"⏰ {name} {operation.action.past} on schedule "
+                f"({operation.succeeded}/{len(operation.resources)} "
+                f"{operation.action.wanted_word}; {operation.reason}).",
+                collection,
+            )
+        if scheduled:
+            return Outcome()  # announced by the notification above, not as a reply
         return Outcome(
             (
                 Message(
@@ -915,25 +955,39 @@ class Service:
         )
 
     def _note_override(self, operation: Operation, collection: Collection, now: datetime) -> None:
+        """A manual action against the schedule (or any --for hold) becomes an override,
+        so the scheduler knows; people are told how long it holds."""
         schedule = self.settings.schedules.get(collection.schedule or "")
-        if schedule is None:
-            return
         wanted = Desired.ON if operation.action is Action.START else Desired.OFF
-        if desired_state(schedule, now) is wanted:
-            self.store.clear_override(collection.id)
-            return
-        boundary = next_boundary(schedule, now)
-        until = boundary.at if boundary else None
-        self.store.set_override(Override(collection.id, wanted.value, operation.actor, now, until))
-        when = (
-            f"until {until.astimezone(schedule.zone):%a %H:%M %Z}, when its schedule resumes"
-            if until
-            else "until changed by hand"
+        hold_until = operation.hold_until
+        if hold_until is None:
+            if schedule is None:
+                return
+            if desired_state(schedule, now) is wanted:
+                self.store.clear_override(collection.id)
+                return
+            boundary = next_boundary(schedule, now)
+            until = boundary.at if boundary else None
+        else:
+            until = hold_until
+        self.store.set_override(
+            Override(
+                collection.id, wanted.value, operation.actor, now, until, hold_until is not None
+            )
         )
+        zone = schedule.zone if schedule else self._zone()
+        if hold_until is not None:
+            after = "returns to its schedule" if schedule else "is put back"
+            when = f"until {hold_until.astimezone(zone):%a %H:%M %Z}, then {after}"
+        elif until is not None:
+            when = f"until {until.astimezone(zone):%a %H:%M %Z}, when its schedule resumes"
+        else:
+            when = "until changed by hand"
+        against = "outside its schedule" if hold_until is None else "for a while"
         self._notify(
             NotificationKind.MANUAL_OVERRIDE,
-            f"{operation.actor_label} {operation.action.past} {collection.display_name} outside "
-            f"its schedule; it stays {operation.action.wanted_word} {when}.",
+            f"{operation.actor_label} {operation.action.past} {collection.display_name} "
+            f"{against}; it stays {operation.action.wanted_word} {when}.",
             collection,
         )
 
@@ -982,7 +1036,9 @@ class Service:
         channel: Channel,
         collection: Collection,
         reason: str,
+        hold: timedelta | None,
     ) -> Outcome:
+        params = (("hold_seconds", str(int(hold.total_seconds()))),) if hold else ()
         request = new_request(
             id=self.ids.new_id("apr-"),
             rule=rule,
@@ -993,6 +1049,7 @@ class Service:
             reason=reason,
             now=self._now(),
             channel=channel.id or channel.name,
+            params=params,
         )
         self.store.add_approval(request)
         self._audit_actor(
@@ -1149,6 +1206,7 @@ class Service:
                 approval_id=decided.id,
                 to=Destination.CHANNEL if decided.channel else Destination.IN_CHANNEL,
                 target=decided.channel,
+                hold=_hold_of(decided),
             )
         return out
 
@@ -1268,6 +1326,11 @@ class Service:
             params=params,
             detail=detail,
         )
+
+
+def _hold_of(request: ApprovalRequest) -> timedelta | None:
+    seconds = dict(request.params).get("hold_seconds")
+    return timedelta(seconds=int(seconds)) if seconds else None
 
 
 def _channel_from(text: str) -> Channel:

@@ -164,6 +164,9 @@ class InMemoryStateStore:
     def clear_override(self, collection_id: str) -> None:
         self._overrides.pop(collection_id, None)
 
+    def list_overrides(self) -> Sequence[Override]:
+        return list(self._overrides.values())
+
     def claim_once(self, key: str, now: datetime) -> bool:
         if key in self._once:
             return False
@@ -250,7 +253,9 @@ class FakeCloud:
         target: ResourceState,
         progress: ProgressCallback | None,
     ) -> Sequence[ActionResult]:
-        self.calls.append((verb, tuple(r.id for r in resources)))
+        acted = [r.id for r in resources if self.state_of(r) is not target]
+        if acted:  # like a real provider: nothing already in the wanted state is called
+            self.calls.append((verb, tuple(acted)))
         results = []
         for resource in resources:
             entry = self._resources.get(resource.key)

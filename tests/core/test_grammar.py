@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -52,13 +54,36 @@ def test_table_has_every_command_of_the_design_in_help_order() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "hold"),
+    [
+        ("start qa-api --for 2h", timedelta(hours=2)),
+        ("stop qa-api --for=1h30m --force", timedelta(hours=1, minutes=30)),
+        ("start qa-api -r testing the build --for 45m", timedelta(minutes=45)),
+    ],
+)
+def test_for_takes_a_duration(text: str, hold: timedelta) -> None:
+    command = parse(text)
+    assert isinstance(command, Start | Stop)
+    assert command.hold == hold
+
+
+@pytest.mark.parametrize("value", ["2x", "0m", "soon", "-1h"])
+def test_for_rejects_what_is_not_a_duration(value: str) -> None:
+    with pytest.raises(CommandError, match="like 30m, 2h"):
+        parse(f"start qa-api --for={value}")
+
+
+@pytest.mark.parametrize(
     ("command", "line"),
     [
         ("help", "/nightops help [command]"),
         ("status", "/nightops status [collection]"),
         ("list", "/nightops list [--status running|stopped|mixed] [--env ENV]"),
-        ("start", "/nightops start <collection> [-r/--reason TEXT] [--no-confirm]"),
-        ("stop", "/nightops stop <collection> [-r/--reason TEXT] [--force]"),
+        (
+            "start",
+            "/nightops start <collection> [-r/--reason TEXT] [--for DURATION] [--no-confirm]",
+        ),
+        ("stop", "/nightops stop <collection> [-r/--reason TEXT] [--for DURATION] [--force]"),
         ("schedule", "/nightops schedule [collection]"),
         ("link", "/nightops link"),
         ("whoami", "/nightops whoami"),
@@ -249,7 +274,7 @@ def test_whitespace_slack_sends_separates_words() -> None:
         (
             "start qa --force",
             "start has no option '--force' (that is an option of stop). "
-            "start takes -r/--reason, --no-confirm.",
+            "start takes -r/--reason, --for, --no-confirm.",
             "start",
         ),
         ("list --bogus", "Unknown option '--bogus' for list. list takes --status, --env.", "list"),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nightops_core.approvals import ApprovalRule, Approvers, ApprovalState
+from nightops_core.approvals import ApprovalRule, ApprovalState, Approvers
 from nightops_core.audit import Outcome as AuditOutcome
 from nightops_core.audit import verify
 from nightops_core.model import Collection, CollectionStatus, Money, Resource, ResourceState
@@ -208,7 +208,8 @@ def test_status_pages_beyond_the_page_size_with_a_more_button() -> None:
     )
     first = only(world.say(None, "status", RANDOM), StatusOverview)
     assert isinstance(first, StatusOverview)
-    assert len(first.cards) == 10 and first.more is not None
+    assert len(first.cards) == 10
+    assert first.more is not None
     assert first.more.label == "More (15 left)"
     third = only(world.click(None, "nightops.more", "2", RANDOM), StatusOverview)
     assert isinstance(third, StatusOverview)
@@ -225,18 +226,21 @@ def test_bad_syntax_comes_back_with_usage() -> None:
     world = World()
     body = only(world.say(ALICE, "stop"), Problem)
     assert isinstance(body, Problem)
-    assert body.usage is not None and "stop <collection>" in body.usage
+    assert body.usage is not None
+    assert "stop <collection>" in body.usage
 
 
 def test_whoami_and_help() -> None:
     world = World()
     who = only(world.say(ALICE, "whoami"), WhoAmIView)
     assert isinstance(who, WhoAmIView)
-    assert who.email == "alice@company.com" and who.role == "member"
+    assert who.email == "alice@company.com"
+    assert who.role == "member"
     assert who.collections == ("staging-*", "qa-*")
     nobody = only(world.say(None, "whoami"), WhoAmIView)
     assert isinstance(nobody, WhoAmIView)
-    assert not nobody.linked and "/nightops link" in nobody.text
+    assert not nobody.linked
+    assert "/nightops link" in nobody.text
     help_body = only(world.say(None, "help stop"), Notice)
     assert isinstance(help_body, Notice)
     assert "--force" in help_body.text
@@ -267,7 +271,9 @@ def test_start_runs_as_a_job_reporting_progress_then_success() -> None:
     # nothing happened yet: the request thread never waits on the cloud
     assert world.cloud.state_of(DB) is ResourceState.STOPPED
     outcomes = world.run(first)
-    texts = [m.body.text for o in outcomes for m in o.messages if isinstance(m.body, OperationReport)]
+    texts = [
+        m.body.text for o in outcomes for m in o.messages if isinstance(m.body, OperationReport)
+    ]
     assert texts[-1] == "✓ Staging API is now running"
     assert "2/3 running" in " ".join(texts)
     assert all(world.cloud.state_of(r) is ResourceState.RUNNING for r in (DB, APP1, APP2))
@@ -329,7 +335,9 @@ def test_denials_name_who_refused() -> None:
     assert "not linked" in problem_text(world.say(None, "start staging-api"))
     assert "viewer" in problem_text(world.say(CAROL, "stop staging-api --force"))
     assert world.cloud.calls == []
-    denied = [r.event for r in world.store.audit_records() if r.event.outcome is AuditOutcome.DENIED]
+    denied = [
+        r.event for r in world.store.audit_records() if r.event.outcome is AuditOutcome.DENIED
+    ]
     assert len(denied) == 3
 
 
@@ -364,14 +372,16 @@ def test_partial_failure_is_reported_per_resource_and_notified_with_a_dm() -> No
     targets = {(d.channel, d.person) for d in failed[0].deliveries}
     assert targets == {("#staging-ops", None), (None, "alice@company.com")}
     last = world.store.audit_records()[-1].event
-    assert last.outcome is AuditOutcome.PARTIAL and last.reason == "cost"
+    assert last.outcome is AuditOutcome.PARTIAL
+    assert last.reason == "cost"
 
 
 def test_manual_stop_during_office_hours_is_an_override_until_the_next_boundary() -> None:
     world = World()  # Monday 10:00 Berlin, schedule says on
     world.run(world.say(ALICE, "stop staging-api --force"))
     override = world.store.get_override("staging-api")
-    assert override is not None and override.desired == "off"
+    assert override is not None
+    assert override.desired == "off"
     assert override.until == datetime(2026, 1, 12, 18, 0, tzinfo=UTC)  # 19:00 CET
     notes = [n.text for n in world.notifier.sent if n.kind is NotificationKind.MANUAL_OVERRIDE]
     assert notes == [
@@ -414,7 +424,8 @@ def test_approval_flow_request_approve_start() -> None:
 
     decided = world.click(BOB, approve.action_id, approve.value, APPROVERS)
     updated = next(m for m in decided.messages if isinstance(m.body, ApprovalCard))
-    assert updated.ref == card_message.ref and updated.body.buttons == ()
+    assert updated.ref == card_message.ref
+    assert updated.body.buttons == ()
     assert updated.body.status_text.startswith("✓ Approved by bob@company.com")
     told = [m for m in decided.messages if m.to is Destination.PERSON]
     assert told[0].target == "alice@company.com"
@@ -440,7 +451,8 @@ def test_approval_denied_tells_the_requester_and_starts_nothing() -> None:
     decided = world.click(BOB, "nightops.deny", card.request.id, APPROVERS)
     assert not decided.jobs
     told = next(m for m in decided.messages if m.to is Destination.PERSON)
-    assert isinstance(told.body, Notice) and "was denied by bob@company.com" in told.body.text
+    assert isinstance(told.body, Notice)
+    assert "was denied by bob@company.com" in told.body.text
     assert world.cloud.calls == []
 
 
@@ -461,11 +473,13 @@ def test_approval_expires_on_time_without_anyone_clicking() -> None:
     world.clock.advance(timedelta(minutes=1))
     expired = world.service.expire_approvals()
     told = next(m for m in expired.messages if m.to is Destination.PERSON)
-    assert isinstance(told.body, Notice) and "expired" in told.body.text
+    assert isinstance(told.body, Notice)
+    assert "expired" in told.body.text
     card_update = next(m for m in expired.messages if isinstance(m.body, ApprovalCard))
     assert card_update.ref == f"approval:{card.request.id}"
     stored = world.store.get_approval(card.request.id)
-    assert stored is not None and stored.state is ApprovalState.EXPIRED
+    assert stored is not None
+    assert stored.state is ApprovalState.EXPIRED
     late = world.click(BOB, "nightops.approve", card.request.id, APPROVERS)
     assert "expired" in problem_text(late)
     assert world.cloud.calls == []
@@ -490,22 +504,27 @@ def test_unknown_button_and_unknown_approval_are_clear_errors() -> None:
     assert "unknown" in problem_text(world.click(BOB, "nightops.approve", "apr-999", APPROVERS))
 
 
-def test_reconcile_finishes_an_operation_a_crash_left_behind() -> None:
+def test_reconcile_continues_an_operation_a_crash_left_behind() -> None:
     world = World()
     first = world.say(ALICE, "stop staging-api --force")
     (job,) = first.jobs
-    # the process died after the journal entry; meanwhile one resource did stop
+    # the process died after the journal entry, while app-1 was already stopping
     world.cloud.set_state(APP1, ResourceState.STOPPED)
-    outcome = world.service.reconcile_operations()
-    report = only(outcome, OperationReport)
-    assert isinstance(report, OperationReport)
-    assert "1/3 stopped" in report.text
+    resumed = world.service.reconcile_operations()
+    assert resumed.jobs == (job,)
+    assert "interrupted at 0/3" in only(resumed, Notice).text  # type: ignore[attr-defined]
+    world.run(resumed)
     operation = world.store.get_operation(job.operation_id)
-    assert operation is not None and operation.state.is_final
+    assert operation is not None
+    assert operation.state.is_final
     assert world.store.unfinished_operations() == []
+    # nothing is done twice: app-1 was not stopped again
+    assert world.cloud.calls == [("stop", ("i-2",)), ("stop", ("db-1",))]
+    stops = [r.event for r in world.store.audit_records() if r.event.action == "stop"]
+    assert [e.outcome for e in stops] == [AuditOutcome.OK]
     assert world.service.run_job(Job(job.operation_id)) == Outcome()
     # the lease is free again
-    assert world.say(ALICE, "stop staging-api --force").jobs
+    assert world.say(ALICE, "start staging-api").jobs
 
 
 @pytest.mark.parametrize("text", ["", "   ", "help"])
@@ -513,4 +532,5 @@ def test_empty_text_is_help(text: str) -> None:
     world = World()
     body = only(world.say(None, text), Notice)
     assert isinstance(body, Notice)
-    assert "start" in body.text and "stop" in body.text
+    assert "start" in body.text
+    assert "stop" in body.text

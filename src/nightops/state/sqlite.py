@@ -284,6 +284,10 @@ class SQLiteStateStore:
         with self._write() as conn:
             conn.execute("DELETE FROM overrides WHERE collection_id = ?", (collection_id,))
 
+    def list_overrides(self) -> Sequence[Override]:
+        rows = self._conn.execute("SELECT data FROM overrides ORDER BY collection_id")
+        return [loads(r[0], Override) for r in rows]
+
     # ---------------------------------------------------------------- dedupe
 
     def claim_once(self, key: str, now: datetime) -> bool:
