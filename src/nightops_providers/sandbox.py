@@ -35,14 +35,17 @@ Nothing happens at import time; threads exist only while a start/stop is running
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Final, Literal
 
 import attrs
@@ -241,6 +244,7 @@ class SandboxProvider:
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        state_file: str | None = None,
     ) -> None:
         _check_number("transition_seconds", transition_seconds, minimum=0)
         _check_number("latency_seconds", latency_seconds, minimum=0)
@@ -275,6 +279,12 @@ class SandboxProvider:
         self._calls: deque[SandboxCall] = deque(maxlen=_MAX_RECORDED_CALLS)
         self._tokens = self._burst
         self._refilled_at: float | None = None
+
+        self._state_file = Path(state_file) if state_file else None
+        self._persisted: dict[str, ResourceState] = {}
+        self._acted: list[list[str]] = []
+        if self._state_file is not None and self._state_file.exists():
+            self._load()
 
         for index, item in enumerate(seed_resources):
             resource, state = self._seed_item(index, item)
@@ -394,6 +404,7 @@ class SandboxProvider:
                 self._settle_as(entry, state)
             else:
                 self._begin_transition(entry, heading, self._clock())
+            self._save_locked()
 
     def state_of(self, resource: Resource | str) -> ResourceState:
         """The state right now, without an API call (for tests and the demo)."""
@@ -588,6 +599,44 @@ class SandboxProvider:
                 self._pause(self._backoff_for(attempt))
         return outcome
 
+    # -- persistence across processes (``state_file``) ---------------------------------------
+
+    def _load(self) -> None:
+        """Read states written by an earlier process. A transition that was in flight when
+        that process ended has finished since, as it would on a real cloud."""
+        assert self._state_file is not None
+        try:
+            data = json.loads(self._state_file.read_text(encoding="utf-8"))
+            self._persisted = {k: ResourceState(v) for k, v in data["states"].items()}
+            self._acted = [list(map(str, c)) for c in data.get("acted", [])]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                f"sandbox: cannot read state_file {self._state_file} ({exc}); delete it to "
+                "start the simulated cloud afresh"
+            ) from None
+
+    def _save_locked(self, acted: tuple[str, str] | None = None) -> None:
+        """Write every resource's settled state (lock held): the state a later process sees."""
+        if self._state_file is None:
+            return
+        if acted is not None:
+            self._acted.append(list(acted))
+        states = {k: v.value for k, v in self._persisted.items()}
+        for resource_id, entry in self._entries.items():
+            if entry.resource is not None:
+                states[resource_id] = (entry.lands_on or entry.state).value
+        data = {"states": states, "acted": self._acted}
+        temporary = self._state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(temporary, self._state_file)
+
+    @property
+    def acted(self) -> tuple[tuple[str, str], ...]:
+        """Every start/stop that changed something, as (verb, resource id), across the
+        processes that shared ``state_file``; in this process only, without one."""
+        with self._lock:
+            return tuple((v, i) for v, i in self._acted)
+
     def _mutate_locked(self, verb: Verb, entry: _Entry, now: float) -> Outcome:
         if entry.faults.throttle > 0:
             entry.faults.throttle -= 1
@@ -606,6 +655,11 @@ class SandboxProvider:
             return "ok"  # a repeated call is harmless, as on the real clouds
         if state in (_RUNNING, _STOPPED):
             self._begin_transition(entry, target, now)
+            resource_id = entry.resource.id if entry.resource is not None else "?"
+            if self._state_file is None:
+                self._acted.append([verb, resource_id])
+            else:
+                self._save_locked((verb, resource_id))
             return "ok"
         return "wrong-state"
 
@@ -693,7 +747,8 @@ class SandboxProvider:
         return entry
 
     def _new_entry(self, resource: Resource, state: ResourceState | None) -> _Entry:
-        entry = _Entry(resource, state or self._tag_state(resource))
+        remembered = self._persisted.get(resource.id)
+        entry = _Entry(resource, state or remembered or self._tag_state(resource))
         self._add_tag_faults(entry, resource)
         return entry
 
