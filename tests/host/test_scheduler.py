@@ -43,7 +43,10 @@ on = ["Mon-Fri 09:00-17:00"]
 id = "staging-api"
 schedule = "office"
 slack_channel = "#staging"
-resources = [{ provider = "fake", kind = "vm", id = "s-1" }, { provider = "fake", kind = "vm", id = "s-2" }]
+resources = [
+  { provider = "fake", kind = "vm", id = "s-1" },
+  { provider = "fake", kind = "vm", id = "s-2" },
+]
 
 [[collections]]
 id = "batch"
