@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import signal
 import sys
@@ -20,9 +21,10 @@ from nightops.config import Config, load_config, parse_config
 from nightops.console import Console, ConsoleNotifier
 from nightops.holidays import uptime_calendar
 from nightops.notifiers import LogNotifier
+from nightops.plugins import available_providers
 from nightops.scheduler import Scheduler
 from nightops.workers import Workers
-from nightops_core.errors import NightOpsError
+from nightops_core.errors import ConfigError, NightOpsError
 from nightops_core.grammar import resolve_collection
 from nightops_core.model import Collection
 from nightops_core.schedule import (
@@ -170,8 +172,36 @@ def _console(config: Config, user: str, channel: str, stdin: TextIO) -> int:
     return console.run(stdin)
 
 
+def _check_provider_names(config: Config) -> None:
+    """ConfigError for providers the file names that no installed plugin registers (read
+    from package metadata: nothing is imported), as ``console`` would fail on them."""
+    known = sorted(available_providers())
+    named = [(f"providers.{name}", name) for name in config.providers]
+    for i, collection in enumerate(config.settings.collections):
+        named += [
+            (f"collections[{i}].resources[{j}].provider", r.provider)
+            for j, r in enumerate(collection.resources)
+        ]
+        named += [
+            (f"collections[{i}].select[{j}].provider", s.provider)
+            for j, s in enumerate(collection.selectors)
+        ]
+    problems = []
+    for key, name in named:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(
+                f"  - {key}: unknown provider '{name}'{guess} (installed: {', '.join(known)})"
+            )
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ConfigError(f"{config.source}: {len(problems)} {noun}:\n" + "\n".join(problems))
+
+
 def _check_config(path: str, out: TextIO) -> int:
     config = load_config(path)  # its problems go to stderr with exit 1, as for every command
+    _check_provider_names(config)
     settings = config.settings
     now = datetime.now(UTC)
     out.write(f"{config.source}: OK\n")

@@ -213,8 +213,12 @@ def _make_converter() -> cattrs.Converter:
         result = _RawApprovers()
         for item in items:
             if item.startswith("#") or re.fullmatch(r"[CG][A-Z0-9]{6,}", item):
+                if result.channel is not None:  # keeping only one would drop approvers
+                    raise ValueError(f"one channel only: {result.channel!r} and {item!r}")
                 result.channel = item
             elif item.startswith("@") or re.fullmatch(r"S[A-Z0-9]{6,}", item):
+                if result.usergroup is not None:
+                    raise ValueError(f"one user group only: {result.usergroup!r} and {item!r}")
                 result.usergroup = item
             else:
                 result.accounts.append(item)

@@ -375,7 +375,7 @@ class Console:
                 self._show_outcome(self.service.expire_approvals(), self._here())
             except NightOpsError as exc:  # the sweep failing must not swallow the line
                 self._problem(exc)
-            return self._interpret(line.strip())
+            return self._interpret(_without_comment(line).strip())
         except NightOpsError as exc:
             self._problem(exc)
             return True
@@ -552,3 +552,26 @@ class Console:
 
     def _say(self, text: str) -> None:
         _write(self.out, text)
+
+
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’"}
+
+
+def _without_comment(line: str) -> str:
+    """Drop a trailing comment: whitespace, ``#`` and a space, outside quotes — so examples
+    with explanations can be pasted as they are (``#qa-team`` is a channel, not a comment)."""
+    closing: str | None = None
+    for index, char in enumerate(line):
+        if closing is not None:
+            if char == closing or (closing != "'" and char in '"”'):
+                closing = None
+        elif char in _QUOTES:
+            closing = _QUOTES[char]
+        elif (
+            char == "#"
+            and index > 0
+            and line[index - 1].isspace()
+            and line[index + 1 : index + 2] in (" ", "\t", "")
+        ):
+            return line[:index]
+    return line

@@ -92,6 +92,8 @@ __all__ = ["ActionRequest", "Actor", "CommandRequest", "Service"]
 
 SYSTEM = "system"
 SCHEDULE = "schedule"
+#: The message recorded for a resource that was already in the wanted state.
+ALREADY = "already in that state"
 
 
 @attrs.frozen
@@ -421,6 +423,8 @@ class Service:
         statuses: Sequence[ResourceStatus],
         account: Account | None,
         channel: Channel,
+        *,
+        details_button: bool = True,
     ) -> CollectionCard:
         status = collection_status(s.state for s in statuses)
         buttons: list[Button] = []
@@ -436,7 +440,8 @@ class Service:
             CollectionStatus.UNKNOWN,
         ):
             buttons.append(Button("Stop", "nightops.stop", collection.id, "danger"))
-        buttons.append(Button("View Details", "nightops.details", collection.id))
+        if details_button:
+            buttons.append(Button("View Details", "nightops.details", collection.id))
         return CollectionCard(
             collection_id=collection.id,
             name=collection.display_name,
@@ -501,7 +506,7 @@ class Service:
         self._audit_actor(actor, account, "status", collection.id, AuditOutcome.OK)
         return Outcome.reply(
             CollectionDetail(
-                self._card(collection, statuses, account, channel),
+                self._card(collection, statuses, account, channel, details_button=False),
                 rows,
                 schedule.text() if schedule else "manual only (no schedule)",
             )
@@ -1002,9 +1007,11 @@ class Service:
             )
             return OperationReport(operation, name, text, finished=False)
         if operation.state is OperationState.SUCCEEDED:
-            return OperationReport(
-                operation, name, f"✓ {name} is now {action.wanted_word}", True, Tone.SUCCESS
-            )
+            if operation.resources and all(r.message == ALREADY for r in operation.resources):
+                text = f"✓ {name} was already {action.wanted_word}: nothing to do"
+            else:
+                text = f"✓ {name} is now {action.wanted_word}"
+            return OperationReport(operation, name, text, True, Tone.SUCCESS)
         lines = "\n".join(f"• {r.label}: {r.message}" for r in operation.failures)
         head = (
             f"✗ {name} could not be {action.past}"
@@ -1343,12 +1350,11 @@ def _tone(state: ApprovalState) -> Tone:
 
 
 def _outcome_of(result: ActionResult) -> ResourceOutcome:
+    message = result.message
+    if result.kind is ResultKind.ALREADY and not message:
+        message = ALREADY
     return ResourceOutcome(
-        str(result.resource.key),
-        result.resource.label,
-        result.ok,
-        result.state.value,
-        result.message,
+        str(result.resource.key), result.resource.label, result.ok, result.state.value, message
     )
 
 

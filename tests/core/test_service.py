@@ -181,6 +181,7 @@ def test_status_detail_lists_every_resource_with_state_type_and_cost() -> None:
     assert rows["app-2"].state is ResourceState.STOPPED
     assert str(rows["database"].monthly) == "$146.00"
     assert "Mon-Fri 08:00-19:00" in detail.schedule
+    assert "View Details" not in [b.label for b in detail.card.buttons]
 
 
 def test_list_filters_by_status_and_env() -> None:
@@ -297,6 +298,15 @@ def test_stop_asks_for_confirmation_listing_resources_then_stops_in_reverse_stag
     # the confirmation is single use
     again = world.click(ALICE, asked.confirm.action_id, asked.confirm.value, DEV_TEAM)
     assert "already used" in problem_text(again)
+
+
+def test_starting_a_running_collection_says_there_was_nothing_to_do() -> None:
+    world = World()
+    outcomes = world.run(world.say(ALICE, "start staging-api"))
+    final = outcomes[-1].messages[0].body
+    assert isinstance(final, OperationReport)
+    assert final.text == "✓ Staging API was already running: nothing to do"
+    assert world.cloud.calls == []
 
 
 def test_force_skips_confirmation_and_cancel_does_nothing() -> None:

@@ -127,9 +127,9 @@ def make_world(approvers: Approvers) -> World:
         notifications=NotificationSettings(default_channel="#nightops-alerts"),
     )
     cloud = FakeCloud()
-    for resource in STAGING + PROD + DEV:
+    for resource in STAGING + DEV:
         cloud.add(resource)
-    for resource in QA:
+    for resource in QA + PROD:
         cloud.add(resource, ResourceState.STOPPED)
     clock = FakeClock()
     store = FlakyStore()
@@ -181,7 +181,7 @@ def test_click_n_works_too_and_a_missing_number_is_explained(world: World) -> No
     assert "no buttons to press yet" in world.says(console, "1")
     world.says(console, "status")
     assert "Staging API" in world.says(console, "click 2")
-    assert "There is no button [7]; choose 1 to 2." in world.says(console, "7")
+    assert "There is no button [7]; choose 1 to 1." in world.says(console, "7")
 
 
 def test_stop_asks_for_confirmation_and_the_confirm_button_stops(world: World) -> None:
@@ -513,3 +513,20 @@ def test_render_numbers_buttons_with_the_callers_numbering() -> None:
 
     assert render(body).endswith("[1] Stop Collection  [2] Cancel")
     assert render(body, lambda _b: next(numbers)).endswith("[7] Stop Collection  [8] Cancel")
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("/nightops stop dev   # asks to confirm", "/nightops stop dev   "),
+        ("1        # the Approve button", "1        "),
+        (":in #qa-team", ":in #qa-team"),
+        ('/nightops start qa -r "fix # 12 now"', '/nightops start qa -r "fix # 12 now"'),
+        ("/nightops start qa -r “fix # 12” # why", "/nightops start qa -r “fix # 12” "),
+        ("/nightops status #nightops", "/nightops status #nightops"),
+    ],
+)
+def test_trailing_comments_are_dropped_outside_quotes(line: str, kept: str) -> None:
+    from nightops.console import _without_comment
+
+    assert _without_comment(line) == kept
