@@ -34,6 +34,7 @@ from nightops_core.audit import AuditEvent
 from nightops_core.audit import Outcome as AuditOutcome
 from nightops_core.costs import collection_monthly, resource_monthly
 from nightops_core.errors import ApprovalError, CommandError, NightOpsError, ProviderError
+from nightops_core.inventory import inventory_from_json, inventory_to_json
 from nightops_core.model import (
     Collection,
     CollectionStatus,
@@ -92,6 +93,8 @@ __all__ = ["ActionRequest", "Actor", "CommandRequest", "Service"]
 
 SYSTEM = "system"
 SCHEDULE = "schedule"
+#: State-store namespace of the discovered-members cache.
+INVENTORY = "inventory"
 #: The message recorded for a resource that was already in the wanted state.
 ALREADY = "already in that state"
 
@@ -329,13 +332,32 @@ class Service:
 
     # ------------------------------------------------------------------ cloud reads
 
-    def members(self, collection: Collection) -> list[Resource]:
-        """Explicit resources plus those discovered by the collection's selectors."""
+    def members(self, collection: Collection, *, fresh: bool = False) -> list[Resource]:
+        """Explicit resources plus those discovered by the collection's selectors.
+
+        Discovery results are cached in the state store for ``settings.inventory_ttl`` (so a
+        status card does not list a whole account each time); a start or stop asks with
+        ``fresh=True`` and refreshes the cache.
+        """
         found: dict[object, Resource] = {r.key: r for r in collection.resources}
-        for selector in collection.selectors:
-            provider = self._provider(selector.provider)
-            for resource in provider.discover(selector):
-                found.setdefault(resource.key, resource)
+        if not collection.selectors:
+            return list(found.values())
+        now = self._now()
+        cached = None if fresh else self.store.get_value(INVENTORY, collection.id, now)
+        if cached is not None:
+            discovered = inventory_from_json(cached)
+        else:
+            discovered = []
+            for selector in collection.selectors:
+                discovered.extend(self._provider(selector.provider).discover(selector))
+            self.store.put_value(
+                INVENTORY,
+                collection.id,
+                inventory_to_json(discovered),
+                now + self.settings.inventory_ttl,
+            )
+        for resource in discovered:
+            found.setdefault(resource.key, resource)
         return list(found.values())
 
     def describe(self, collection: Collection) -> list[ResourceStatus]:
@@ -814,7 +836,7 @@ class Service:
                 Problem(f"{collection.display_name} is {busy}. Try again when it has finished.")
             )
         try:
-            members = self.members(collection)
+            members = self.members(collection, fresh=True)
         except ProviderError as exc:
             self.store.release_lease(collection.id, operation_id)
             return Outcome.reply(Problem(exc.message))

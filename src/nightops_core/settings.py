@@ -61,4 +61,5 @@ class Settings:
     timezone: str = "UTC"
     confirmation_ttl: timedelta = timedelta(minutes=10)
     lease_ttl: timedelta = timedelta(hours=1)
+    inventory_ttl: timedelta = timedelta(minutes=5)
     page_size: int = 10

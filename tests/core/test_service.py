@@ -10,7 +10,14 @@ import pytest
 from nightops_core.approvals import ApprovalRule, ApprovalState, Approvers
 from nightops_core.audit import Outcome as AuditOutcome
 from nightops_core.audit import verify
-from nightops_core.model import Collection, CollectionStatus, Money, Resource, ResourceState
+from nightops_core.model import (
+    Collection,
+    CollectionStatus,
+    Money,
+    Resource,
+    ResourceState,
+    Selector,
+)
 from nightops_core.notify import NotificationKind, NotificationSettings
 from nightops_core.permissions import Account, Channel, ChannelRule, Role
 from nightops_core.ports import ErrorKind
@@ -544,3 +551,45 @@ def test_empty_text_is_help(text: str) -> None:
     assert isinstance(body, Notice)
     assert "start" in body.text
     assert "stop" in body.text
+
+
+def test_discovered_members_are_cached_for_status_and_refreshed_for_actions() -> None:
+    tagged = Collection(
+        "tagged",
+        "Tagged",
+        selectors=(Selector("fake", ("eu-1",), {"team": "web"}),),
+    )
+    cloud = FakeCloud("fake")
+    first = Resource("fake", "vm", "w-1", "web-1", "eu-1", tags={"team": "web"})
+    later = Resource("fake", "vm", "w-2", "web-2", "eu-1", tags={"team": "web"})
+    cloud.add(first)
+    clock = FakeClock(MONDAY_MORNING)
+    service = Service(
+        Settings(
+            collections=(tagged,),
+            channel_rules=(ChannelRule("#dev-team", frozenset({"all"}), ("*",)),),
+            accounts=(Account("alice@company.com", Role.MEMBER, ("*",)),),
+        ),
+        providers={"fake": cloud},
+        store=InMemoryStateStore(),
+        notifier=RecordingNotifier(),
+        clock=clock,
+        ids=SequentialIds(),
+    )
+
+    def shown() -> list[str]:
+        detail = only(
+            service.handle_command(CommandRequest(actor(ALICE), DEV_TEAM, "status tagged")),
+            CollectionDetail,
+        )
+        assert isinstance(detail, CollectionDetail)
+        return [row.name for row in detail.rows]
+
+    assert shown() == ["web-1"]
+    cloud.add(later)
+    assert shown() == ["web-1"]  # cached
+    stop = service.handle_command(CommandRequest(actor(ALICE), DEV_TEAM, "stop tagged --force"))
+    for job in stop.jobs:
+        service.run_job(job)
+    assert cloud.state_of(later) is ResourceState.STOPPED  # an action always rediscovers
+    assert shown() == ["web-1", "web-2"]
