@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import attrs
 import pytest
@@ -54,6 +55,7 @@ from nightops_core.ports import Override, StateStore
 from nightops_core.testing import InMemoryStateStore
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+T = TypeVar("T")
 RULE = ApprovalRule(("production-*",), Approvers(channel="#approvers"), timedelta(minutes=30))
 
 
@@ -246,10 +248,10 @@ def test_values_expire_and_take_is_single_use(store: StateStore) -> None:
 # --- under threads --------------------------------------------------------------------------
 
 
-def _race(count: int, action: Callable[[int], bool]) -> list[bool]:
+def _race(count: int, action: Callable[[int], T]) -> list[T]:
     barrier = threading.Barrier(count)
 
-    def run(i: int) -> bool:
+    def run(i: int) -> T:
         barrier.wait()
         return action(i)
 
@@ -397,6 +399,28 @@ def test_postgres_store_refuses_work_once_closed() -> None:
         store.close()
         with pytest.raises(StateError, match="closed"):
             store.get_link("T1", "U1")
+
+
+def test_postgres_store_replaces_a_connection_the_server_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    monkeypatch.setattr("nightops.state.postgres._PING_AFTER_IDLE", 0.0)  # not wait a second
+
+    dsn = postgres_dsn()
+    with isolated_schema(dsn) as schema:
+        named = make_conninfo(dsn, application_name=schema)  # this store's connections only
+        with PostgresStateStore(named, schema=schema, max_size=1) as store:
+            store.set_link("T1", "U1", "alice@company.com")
+            with connect(dsn, schema) as admin:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (schema,),
+                ).fetchall()
+            assert killed == [(True,)]
+            assert store.get_link("T1", "U1") == "alice@company.com"
 
 
 def test_unreachable_postgres_is_a_state_error_without_the_password(
