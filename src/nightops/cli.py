@@ -17,12 +17,14 @@ from typing import TextIO
 
 from nightops import __version__
 from nightops.app import build
+from nightops.audit_report import FORMATS, parse_day, select, write_records, write_verification
 from nightops.config import Config, load_config, parse_config
 from nightops.console import Console, ConsoleNotifier
 from nightops.holidays import uptime_calendar
 from nightops.notifiers import LogNotifier
 from nightops.plugins import available_providers
 from nightops.scheduler import Scheduler
+from nightops.state import open_store
 from nightops.workers import Workers
 from nightops_core.errors import ConfigError, NightOpsError
 from nightops_core.grammar import resolve_collection
@@ -92,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
     scheduler.add_argument("--config", "-c", required=True, help="path of nightops.toml")
     scheduler.add_argument("--once", action="store_true", help="run one tick and exit")
 
+    audit = commands.add_parser(
+        "audit",
+        help="show, export or verify the audit trail",
+        description="Print audit records (text, JSON or CSV), filtered by collection, actor "
+        "and period; --verify checks the whole hash chain and names the first broken record.",
+    )
+    audit.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+    audit.add_argument("--collection", help="only records about this collection id")
+    audit.add_argument("--actor", help="only records by this email (or 'schedule')")
+    audit.add_argument("--since", help="from this date or time (2026-11-01)")
+    audit.add_argument("--until", help="before this date or time")
+    audit.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    audit.add_argument(
+        "--verify", action="store_true", help="check the hash chain (exit 1 if broken)"
+    )
+
     schedule = commands.add_parser("schedule", help="preview or export a collection's schedule")
     schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="ACTION")
     preview = schedule_commands.add_parser(
@@ -120,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _console(load_config(args.config), args.user, args.channel, sys.stdin)
             case "check-config":
                 return _check_config(args.config, sys.stdout)
+            case "audit":
+                return _audit(load_config(args.config), args, sys.stdout)
             case "scheduler":
                 return _scheduler(load_config(args.config), once=args.once)
             case "schedule" if args.schedule_command == "preview":
@@ -229,6 +249,22 @@ def _check_config(path: str, out: TextIO) -> int:
                     f"; next: {verb} {boundary.at.astimezone(schedule.zone):%a %Y-%m-%d %H:%M %Z}"
                 )
         out.write(line + "\n")
+    return 0
+
+
+def _audit(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    store = open_store(config.state_url)
+    records = store.audit_records()
+    if args.verify:
+        return 0 if write_verification(records, out) else 1
+    chosen = select(
+        records,
+        collection=args.collection,
+        actor=args.actor,
+        since=parse_day(args.since, "--since") if args.since else None,
+        until=parse_day(args.until, "--until") if args.until else None,
+    )
+    write_records(chosen, args.format, out)
     return 0
 
 
