@@ -10,6 +10,7 @@ import attrs
 
 from nightops.config import Config
 from nightops.plugins import load_providers
+from nightops.pricing import PricedProvider, Pricer
 from nightops.state import open_store
 from nightops_core.ports import Clock, CloudProvider, IdSource, Notifier, StateStore
 from nightops_core.service import Service
@@ -53,11 +54,16 @@ def build(
     ids: IdSource | None = None,
 ) -> App:
     """Open the state store, load the providers the collections use, wire the service."""
+    pricer = Pricer(config.price_overrides)
     if providers is None:
         providers = load_providers(config.providers, config.provider_names)
+    providers = {name: PricedProvider(p, pricer) for name, p in providers.items()}
     store = store if store is not None else open_store(config.state_url)
+    settings = attrs.evolve(
+        config.settings, collections=tuple(map(pricer.collection, config.settings.collections))
+    )
     service = Service(
-        config.settings,
+        settings,
         providers=providers,
         store=store,
         notifier=notifier,

@@ -184,6 +184,7 @@ class _RawConfig:
     slack: _RawSlack | None = None
     notifications: _RawNotifications = attrs.Factory(_RawNotifications)
     providers: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    prices: dict[str, dict[str, Any]] = attrs.Factory(dict)
     accounts: list[_RawAccount] = attrs.Factory(list)
     channels: list[_RawChannel] = attrs.Factory(list)
     approvals: list[_RawApproval] = attrs.Factory(list)
@@ -323,6 +324,8 @@ class Config:
     source: str = "<memory>"
     scheduler_tick: timedelta = timedelta(seconds=30)
     catch_up_grace: timedelta = timedelta(minutes=15)
+    #: ``[prices.<provider>.<kind>]`` tables: (provider, kind, size) -> hourly price.
+    price_overrides: Mapping[tuple[str, str, str], Money] = attrs.field(factory=dict)
 
     @property
     def shown_state_url(self) -> str:
@@ -501,6 +504,7 @@ class _Validator:
             source=source,
             scheduler_tick=tick,
             catch_up_grace=grace,
+            price_overrides=self.prices(raw.prices),
         )
 
     def timezone(self, path: str, name: str) -> None:
@@ -544,6 +548,30 @@ class _Validator:
                 )
             except ScheduleError as exc:
                 self.fail(f"schedules.{name}", exc.message)
+        return result
+
+    def prices(self, raw: dict[str, dict[str, Any]]) -> dict[tuple[str, str, str], Money]:
+        result = {}
+        for provider, kinds in raw.items():
+            for kind, sizes in kinds.items():
+                if not isinstance(sizes, dict):
+                    self.fail(
+                        f"prices.{provider}.{kind}",
+                        'expected a table of sizes, e.g. [prices.aws.ec2] "t3.medium" = "0.0416"',
+                    )
+                    continue
+                for size, value in sizes.items():
+                    path = f'prices.{provider}.{kind}."{size}"'
+                    try:
+                        if isinstance(value, bool) or not isinstance(value, int | float | str):
+                            raise InvalidOperation
+                        amount = Decimal(str(value))
+                        if amount < 0 or not amount.is_finite():
+                            raise InvalidOperation
+                    except InvalidOperation:
+                        self.fail(path, f"'{value}' is not a price: write dollars per hour")
+                        continue
+                    result[(provider, kind, size)] = Money(amount)
         return result
 
     def duration(self, path: str, text: str, default: timedelta) -> timedelta:
