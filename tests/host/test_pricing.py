@@ -22,8 +22,8 @@ id = "web"
 resources = [
   { provider = "aws", kind = "ec2", region = "eu-central-1", id = "i-1", size = "t3.medium" },
   { provider = "aws", kind = "ec2", region = "eu-central-1", id = "i-2", size = "t3.large" },
-  { provider = "aws", kind = "ec2", region = "eu-central-1", id = "i-3", size = "t3.medium",
-    hourly_price = "0.01" },
+  { provider = "aws", kind = "ec2", region = "eu-central-1", id = "i-3", size = "t3.medium",\
+hourly_price = "0.01" },
   { provider = "aws", kind = "ec2", region = "eu-central-1", id = "i-4", size = "x9.weird" },
   { provider = "aws", kind = "ec2", region = "ap-south-9", id = "i-5", size = "t3.medium" },
 ]
