@@ -84,6 +84,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("config", help="path of nightops.toml")
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the Slack app and the scheduler",
+        description="Answer Slack (Socket Mode, HTTP on /slack/events, or both) and run the "
+        "schedules, until Ctrl-C or SIGTERM. Several replicas may share one PostgreSQL state.",
+    )
+    serve.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+    serve.add_argument(
+        "--socket-mode", action="store_true", help="connect to Slack with slack.app_token"
+    )
+    serve.add_argument(
+        "--http-port", "--http", type=int, metavar="PORT", help="serve /slack/events on PORT"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    serve.add_argument(
+        "--no-scheduler", action="store_true", help="answer Slack only; run schedules elsewhere"
+    )
+
     scheduler = commands.add_parser(
         "scheduler",
         help="run the schedules alone (no chat)",
@@ -140,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _check_config(args.config, sys.stdout)
             case "audit":
                 return _audit(load_config(args.config), args, sys.stdout)
+            case "serve":
+                return _serve(load_config(args.config), args)
             case "scheduler":
                 return _scheduler(load_config(args.config), once=args.once)
             case "schedule" if args.schedule_command == "preview":
@@ -273,6 +293,34 @@ def _logging() -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+    )
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    if not args.socket_mode and args.http_port is None:
+        raise NightOpsError(
+            "Choose how Slack reaches NightOps: --socket-mode (no public URL needed) and/or "
+            "--http-port PORT (Slack posts to https://YOUR-HOST/slack/events)."
+        )
+    if config.slack is None:
+        raise NightOpsError(
+            "serve needs a [slack] table in the configuration (see docs/slack.md); "
+            "to run only the schedules, use nightops scheduler."
+        )
+    try:
+        from nightops.slack_host import serve  # the slack extra is needed only here
+    except ImportError as exc:
+        raise NightOpsError(
+            f"serve needs the Slack extra ({exc.name} is missing): pip install 'nightops[slack]'"
+        ) from None
+
+    _logging()
+    return serve(
+        config,
+        socket_mode=args.socket_mode,
+        http_port=args.http_port,
+        host=args.host,
+        scheduler=not args.no_scheduler,
     )
 
 

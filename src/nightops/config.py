@@ -87,6 +87,8 @@ class _RawSlack:
     client_secret: str | None = None
     default_channel: str | None = None
     api_url: str | None = None
+    public_url: str | None = None
+    trusted_email_header: str | None = None
 
 
 @attrs.define
@@ -311,6 +313,10 @@ class SlackConfig:
     client_secret: Secret | None = None
     default_channel: str | None = None
     api_url: str | None = None
+    #: Where people reach this deployment (link page, OAuth redirect), e.g. https://nightops.example.com
+    public_url: str | None = None
+    #: The header an authenticating proxy sets to the signed-in person's email.
+    trusted_email_header: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -767,6 +773,8 @@ class _Validator:
             client_secret=secret(raw.client_secret, "client_secret"),
             default_channel=raw.default_channel,
             api_url=raw.api_url,
+            public_url=raw.public_url,
+            trusted_email_header=raw.trusted_email_header,
         )
 
 

@@ -246,3 +246,18 @@ def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main(["serv"])
     assert info.value.code == 2
     assert "invalid choice: 'serv'" in capsys.readouterr().err
+
+
+def test_serve_needs_a_transport_and_a_slack_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "nightops.toml"
+    config.write_text(
+        '[[collections]]\nid = "web"\n'
+        'resources = [{ provider = "sandbox", kind = "vm", id = "w-1" }]\n',
+        encoding="utf-8",
+    )
+    assert main(["serve", "--config", str(config)]) == 1
+    assert "--socket-mode" in capsys.readouterr().err
+    assert main(["serve", "--config", str(config), "--socket-mode"]) == 1
+    assert "needs a [slack] table" in capsys.readouterr().err
