@@ -34,8 +34,11 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from nightops.attention import AttentionSettings, CollectionPolicy, OnCallSettings
 from nightops.holidays import dates_from_ics
+from nightops.pagerduty import SEVERITIES, PagerDutySettings
 from nightops_core.approvals import DEFAULT_TIMEOUT, ApprovalRule, Approvers
+from nightops_core.drift import Policy, Thresholds
 from nightops_core.durations import parse_duration
 from nightops_core.errors import ConfigError, NightOpsError, ScheduleError
 from nightops_core.model import Collection, Money, Resource, Selector
@@ -102,6 +105,30 @@ class _RawNotifications:
     approval_decided: str | None = None
     approval_expired: str | None = None
     needs_attention: str | None = None
+
+
+@attrs.define
+class _RawAttention:
+    interval: str = "5m"
+    stuck_after: str = "15m"
+    settle: str = "10m"
+    max_enforce_attempts: int = 3
+
+
+@attrs.define
+class _RawPagerDuty:
+    routing_key: str | None = None
+    severity: str = "error"
+    api_token: str | None = None
+    events_url: str | None = None
+    api_url: str | None = None
+
+
+@attrs.define
+class _RawOnCall:
+    schedule: str | None = None
+    escalation_policy: str | None = None
+    slack_usergroup: str | None = None
 
 
 @attrs.define
@@ -178,6 +205,10 @@ class _RawCollection:
     description: str = ""
     resources: list[_RawResource] = attrs.Factory(list)
     select: list[_RawSelector] = attrs.Factory(list)
+    policy: str = "notify"
+    oncall: bool = False
+    pagerduty_routing_key: str | None = None
+    pagerduty_severity: str | None = None
 
 
 @attrs.define
@@ -185,6 +216,9 @@ class _RawConfig:
     nightops: _RawNightOps = attrs.Factory(_RawNightOps)
     slack: _RawSlack | None = None
     notifications: _RawNotifications = attrs.Factory(_RawNotifications)
+    attention: _RawAttention = attrs.Factory(_RawAttention)
+    pagerduty: _RawPagerDuty | None = None
+    oncall: _RawOnCall = attrs.Factory(_RawOnCall)
     providers: dict[str, dict[str, Any]] = attrs.Factory(dict)
     prices: dict[str, dict[str, Any]] = attrs.Factory(dict)
     accounts: list[_RawAccount] = attrs.Factory(list)
@@ -330,6 +364,8 @@ class Config:
     source: str = "<memory>"
     scheduler_tick: timedelta = timedelta(seconds=30)
     catch_up_grace: timedelta = timedelta(minutes=15)
+    #: The reconciliation pass: interval, thresholds, per-collection policies, PagerDuty.
+    attention: AttentionSettings = attrs.field(factory=AttentionSettings)
     #: ``[prices.<provider>.<kind>]`` tables: (provider, kind, size) -> hourly price.
     price_overrides: Mapping[tuple[str, str, str], Money] = attrs.field(factory=dict)
 
@@ -488,6 +524,7 @@ class _Validator:
         approvals = self.approvals(raw.approvals)
         collections = self.collections(raw.collections, set(raw.schedules))
         notifications = self.notifications(raw)
+        attention = self.attention(raw)
         state_url = self.state(raw.nightops.state, base_dir)
         self.timezone("nightops.timezone", raw.nightops.timezone)
         if self.errors:
@@ -510,6 +547,7 @@ class _Validator:
             source=source,
             scheduler_tick=tick,
             catch_up_grace=grace,
+            attention=attention,
             price_overrides=self.prices(raw.prices),
         )
 
@@ -757,6 +795,77 @@ class _Validator:
             raw.slack.default_channel if raw.slack else None
         )
         return NotificationSettings(default_channel=default, routes=tuple(routes))
+
+    def attention(self, raw: _RawConfig) -> AttentionSettings:
+        a = raw.attention
+        interval = self.duration("attention.interval", a.interval, timedelta(minutes=5))
+        stuck = self.duration("attention.stuck_after", a.stuck_after, timedelta(minutes=15))
+        settle = self.duration("attention.settle", a.settle, timedelta(minutes=10))
+        if a.max_enforce_attempts < 1:
+            self.fail("attention.max_enforce_attempts", "must be at least 1")
+        pd = raw.pagerduty
+        if pd is not None:
+            if pd.severity not in SEVERITIES:
+                self.fail(
+                    "pagerduty.severity",
+                    f"'{pd.severity}' is not a severity{_suggest(pd.severity, SEVERITIES)} "
+                    f"(use {', '.join(SEVERITIES)})",
+                )
+            for key in ("events_url", "api_url"):
+                url = getattr(pd, key)
+                if url is not None and not url.startswith("https://"):
+                    self.fail(f"pagerduty.{key}", f"'{url}' must start with https://")
+        oncall = raw.oncall
+        if (oncall.schedule or oncall.escalation_policy) and not (pd and pd.api_token):
+            self.fail(
+                "oncall",
+                "finding who is on call in PagerDuty needs [pagerduty] api_token "
+                "(a read-only REST API key)",
+            )
+        policies = {}
+        values = [p.value for p in Policy]
+        for i, item in enumerate(raw.collections):
+            path = f"collections[{i}]"
+            if item.policy not in values:
+                self.fail(
+                    f"{path}.policy",
+                    f"'{item.policy}' is not a policy{_suggest(item.policy, values)} "
+                    f"(use {', '.join(values)})",
+                )
+                continue
+            if item.pagerduty_severity is not None and item.pagerduty_severity not in SEVERITIES:
+                self.fail(
+                    f"{path}.pagerduty_severity",
+                    f"'{item.pagerduty_severity}' is not a severity (use {', '.join(SEVERITIES)})",
+                )
+            paged = item.oncall or item.pagerduty_routing_key is not None
+            if paged and not (item.pagerduty_routing_key or (pd and pd.routing_key)):
+                self.fail(
+                    f"{path}.oncall",
+                    "paging on-call needs a routing key: set [pagerduty] routing_key or "
+                    "pagerduty_routing_key here",
+                )
+            policies[item.id] = CollectionPolicy(
+                Policy(item.policy),
+                item.oncall,
+                item.pagerduty_routing_key,
+                item.pagerduty_severity,
+            )
+        pagerduty = None
+        if pd is not None:
+            pagerduty = PagerDutySettings(
+                pd.routing_key, pd.severity, pd.api_token, pd.events_url, pd.api_url
+            )
+        return AttentionSettings(
+            interval=interval,
+            thresholds=Thresholds(stuck_after=stuck, settle=settle),
+            max_enforce_attempts=a.max_enforce_attempts,
+            collections=policies,
+            pagerduty=pagerduty,
+            oncall=OnCallSettings(
+                oncall.schedule, oncall.escalation_policy, oncall.slack_usergroup
+            ),
+        )
 
     def slack(self, raw: _RawSlack | None) -> SlackConfig | None:
         if raw is None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from nightops.app import App, SystemClock, build
+from nightops.attention import build_attention
 from nightops.config import Config
 from nightops.scheduler import Scheduler
 from nightops.state import open_store
@@ -246,15 +247,20 @@ def serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     runtime.adapter.deliver(runtime.app.service.reconcile_operations())
+    loops: list[Loop] = []
     if scheduler:
-        first: Loop = Scheduler(
-            runtime.app, workers=runtime.workers, deliver=runtime.adapter.deliver
-        ).run
+        deliver = runtime.adapter.deliver
+        loops.append(Scheduler(runtime.app, workers=runtime.workers, deliver=deliver).run)
+        # The attention pass (drift, on-call) runs beside the schedules.
+        attention = build_attention(
+            runtime.app.service, config.attention, workers=runtime.workers, deliver=deliver
+        )
+        loops.append(attention.run)
     else:
-        first = _sweeper(runtime, SWEEP_INTERVAL)
+        loops.append(_sweeper(runtime, SWEEP_INTERVAL))
     threads = [
         threading.Thread(target=loop, args=(stop,), name=f"nightops-bg-{i}", daemon=True)
-        for i, loop in enumerate([first, *background])
+        for i, loop in enumerate([*loops, *background])
     ]
     for thread in threads:
         thread.start()

@@ -42,6 +42,7 @@ __all__ = [
     "Link",
     "List",
     "OptionSpec",
+    "Savings",
     "ScheduleCmd",
     "Start",
     "Status",
@@ -162,6 +163,14 @@ class ScheduleCmd:
 
 
 @attrs.frozen
+class Savings:
+    """``savings [collection] [--since DATE]``: hours stopped and money saved, versus 24/7."""
+
+    collection: str | None = None
+    since: str | None = None
+
+
+@attrs.frozen
 class Link:
     """``link``: link the chat account to a NightOps account."""
 
@@ -171,7 +180,7 @@ class WhoAmI:
     """``whoami``: the linked email, role and collection globs."""
 
 
-Command: TypeAlias = Help | Status | List | Start | Stop | ScheduleCmd | Link | WhoAmI
+Command: TypeAlias = Help | Status | List | Start | Stop | ScheduleCmd | Savings | Link | WhoAmI
 
 _COLLECTION_NAMING = (
     'Name the collection by its id (staging-api) or its display name ("Staging API"), in '
@@ -271,6 +280,23 @@ _SPECS = (
         "Show the schedules, or one collection's schedule and its next start and stop.",
         argument="collection",
         details=_COLLECTION_NAMING,
+    ),
+    CommandSpec(
+        "savings",
+        "Show the hours stopped and the money saved, versus running 24/7.",
+        argument="collection",
+        options=(
+            OptionSpec(
+                "--since",
+                "From this date (YYYY-MM-DD, midnight in NightOps's timezone); "
+                "default: the 1st of this month.",
+                metavar="DATE",
+            ),
+        ),
+        details=(
+            "Counted from the audit trail's starts and stops and the resources' hourly "
+            "prices; a resource without a price has unknown savings. " + _COLLECTION_NAMING
+        ),
     ),
     CommandSpec(
         "link",
@@ -604,6 +630,7 @@ _BUILDERS: Mapping[str, Callable[[_Parsed], Command]] = {
     "start": _build_start,
     "stop": _build_stop,
     "schedule": lambda p: ScheduleCmd(p.argument),
+    "savings": lambda p: Savings(p.argument, p.values.get("--since")),
     "link": lambda p: Link(),
     "whoami": lambda p: WhoAmI(),
 }
@@ -623,6 +650,7 @@ _NAMES: Mapping[type, str] = {
     Start: "start",
     Stop: "stop",
     ScheduleCmd: "schedule",
+    Savings: "savings",
     Link: "link",
     WhoAmI: "whoami",
 }

@@ -73,12 +73,19 @@ class Delivery:
 
 @attrs.frozen
 class Notification:
-    """A thing to tell people, already routed."""
+    """A thing to tell people, already routed.
+
+    ``mentions``: people or groups to call out (the person on call): account emails and
+    Slack user-group IDs (``S0123ABC``). An adapter that can resolve them mentions them
+    (Slack: ``<@U…>`` via ``users.lookupByEmail``, ``<!subteam^S…>``); the text names them
+    in plain words anyway, so other notifiers may ignore the field.
+    """
 
     kind: NotificationKind
     text: str
     collection_id: str | None
     deliveries: tuple[Delivery, ...]
+    mentions: tuple[str, ...] = ()
 
 
 def route(

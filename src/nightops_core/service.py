@@ -85,6 +85,7 @@ from nightops_core.responses import (
     WhoAmIView,
 )
 from nightops_core.responses import Confirmation as ConfirmationBody
+from nightops_core.savings import savings_command
 from nightops_core.schedule import Desired, desired_state, next_boundary
 from nightops_core.scheduling import DueAction
 from nightops_core.settings import Settings
@@ -398,6 +399,8 @@ class Service:
                 return self._list(actor, account, channel, status, env)
             case grammar.ScheduleCmd(name):
                 return self._schedule(actor, account, channel, name)
+            case grammar.Savings(name, since):
+                return self._savings(actor, account, channel, name, since)
             case grammar.Start(name, reason, no_confirm, hold):
                 return self._mutate(
                     Action.START, actor, account, channel, name, reason, no_confirm, hold
@@ -604,6 +607,35 @@ class Service:
         if not entries:
             return Outcome.reply(Notice("No collection visible here has a schedule."))
         return Outcome.reply(ScheduleView(tuple(entries)))
+
+    def _savings(
+        self,
+        actor: Actor,
+        account: Account | None,
+        channel: Channel,
+        name: str | None,
+        since: str | None,
+    ) -> Outcome:
+        """Savings of the collections visible here (as for status), from the audit trail."""
+        if problem := self._read_check(actor, account, channel, "status"):
+            return Outcome.reply(problem)
+        if name is not None:
+            chosen = [self._resolve_visible(name, channel, "status")]
+        else:
+            chosen = self._visible(channel, "status")
+
+        def members(collection: Collection) -> list[Resource]:
+            try:
+                return self.members(collection)
+            except ProviderError:
+                return list(collection.resources)
+
+        body = savings_command(
+            chosen, members, self.store.audit_records(), self._now(), self._zone(), since
+        )
+        params = (("since", since),) if since else ()
+        self._audit_actor(actor, account, "savings", name, AuditOutcome.OK, params=params)
+        return Outcome.reply(body)
 
     def _whoami(self, actor: Actor, account: Account | None) -> WhoAmIView:
         if account is None:

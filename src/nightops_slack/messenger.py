@@ -361,6 +361,13 @@ class Messenger:
             escape(notification.text),
             render(Notice(f"🔔 {notification.text}")).blocks,
         )
+        tags = self._mentions(team, notification.mentions)
+        if tags:
+            # Our own markup around ids Slack gave us: not escaped (the text itself is).
+            rendered = Rendered(
+                f"{tags} {rendered.text}",
+                ({"type": "section", "text": {"type": "mrkdwn", "text": tags}}, *rendered.blocks),
+            )
         for delivery in notification.deliveries:
             try:
                 if delivery.channel:
@@ -373,6 +380,18 @@ class Messenger:
                 log.error("Notification %s not sent: %s", notification.kind.value, exc)
             except (SlackApiError, SlackClientError, OSError) as exc:
                 log.warning("Notification %s not sent: %s", notification.kind.value, exc)
+
+    def _mentions(self, team: Team | None, mentions: tuple[str, ...]) -> str:
+        """``<@U…>`` for each email Slack knows, ``<!subteam^S…>`` for each user group."""
+        tags = []
+        for mention in mentions:
+            if "@" in mention:
+                user = self.directory.user_id_for(team, mention)
+                if user:
+                    tags.append(f"<@{user}>")
+            elif mention.isalnum():
+                tags.append(f"<!subteam^{mention}>")
+        return " ".join(tags)
 
 
 def _channel_target(channel: Channel) -> str:

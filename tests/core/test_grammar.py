@@ -15,6 +15,7 @@ from nightops_core.grammar import (
     Help,
     Link,
     List,
+    Savings,
     ScheduleCmd,
     Start,
     Status,
@@ -28,7 +29,7 @@ from nightops_core.grammar import (
 )
 from nightops_core.model import Collection, CollectionStatus
 
-COMMAND_TYPES = (Help, Status, List, Start, Stop, ScheduleCmd, Link, WhoAmI)
+COMMAND_TYPES = (Help, Status, List, Start, Stop, ScheduleCmd, Savings, Link, WhoAmI)
 
 
 def error_of(text: str) -> CommandError:
@@ -48,6 +49,7 @@ def test_table_has_every_command_of_the_design_in_help_order() -> None:
         "start",
         "stop",
         "schedule",
+        "savings",
         "link",
         "whoami",
     ]
@@ -242,7 +244,7 @@ def test_whitespace_slack_sends_separates_words() -> None:
         (
             "frobnicate",
             "Unknown command 'frobnicate'. Commands: help, status, list, start, stop, "
-            "schedule, link, whoami.",
+            "schedule, savings, link, whoami.",
             None,
         ),
         ("help stp", "Unknown command 'stp'. Did you mean 'stop'?", None),
@@ -403,6 +405,7 @@ def test_every_parsed_command_knows_its_table_name() -> None:
         "start": "start x",
         "stop": "stop x",
         "schedule": "schedule",
+        "savings": "savings --since 2026-11-01",
         "link": "link",
         "whoami": "whoami",
     }
@@ -612,3 +615,8 @@ def test_option_order_and_quote_style_do_not_change_the_meaning(
         parts.append("--force")
     ordered = data.draw(st.permutations(parts))
     assert parse(prefix + f"{name} " + " ".join(ordered)) == Stop(target, " ".join(reason), force)
+
+
+def test_savings_takes_a_collection_and_a_date() -> None:
+    assert parse("savings") == Savings()
+    assert parse("savings Staging API --since 2026-11-01") == Savings("Staging API", "2026-11-01")

@@ -197,7 +197,9 @@ def test_unknown_top_level_table() -> None:
         "(top level): unknown key 'nightopz' (did you mean 'nightops'?); allowed: "
         + allowed("_RawConfig")
     ]
-    assert "accounts, approvals, channels, collections, nightops," in allowed("_RawConfig")
+    assert "accounts, approvals, attention, channels, collections, nightops," in allowed(
+        "_RawConfig"
+    )
 
 
 def test_unknown_key_in_schedule_table_offers_except() -> None:
@@ -697,3 +699,83 @@ def test_configuration_doc_lists_exactly_the_keys_of(name: str) -> None:
         required = field.default is attrs.NOTHING
         assert (default == "required") == required, f"{name}.{key}: default column {default!r}"
         assert documented[key][3], f"{name}.{key} has no meaning"
+
+
+# --- attention, PagerDuty, on-call -------------------------------------------------------------
+
+
+def test_attention_pagerduty_and_oncall() -> None:
+    config = parse(
+        """
+        [attention]
+        interval = "2m"
+        stuck_after = "20m"
+        max_enforce_attempts = 5
+
+        [pagerduty]
+        routing_key = "${PD_KEY}"
+        severity = "warning"
+        api_token = "${PD_TOKEN}"
+
+        [oncall]
+        schedule = "PSCHED1"
+        slack_usergroup = "S0123ABC"
+
+        [[collections]]
+        id = "dev"
+        policy = "enforce"
+        oncall = true
+        pagerduty_severity = "critical"
+        resources = [{ provider = "sandbox", kind = "ec2", id = "i-1" }]
+        """,
+        env={"PD_KEY": "routing-key-1", "PD_TOKEN": "token-1"},
+    )
+    attention = config.attention
+    assert attention.interval == timedelta(minutes=2)
+    assert attention.thresholds.stuck_after == timedelta(minutes=20)
+    assert attention.thresholds.settle == timedelta(minutes=10)
+    assert attention.max_enforce_attempts == 5
+    policy = attention.policy_for("dev")
+    assert (policy.policy.value, policy.oncall, policy.severity) == ("enforce", True, "critical")
+    assert attention.pagerduty is not None
+    assert attention.pagerduty.routing_key == "routing-key-1"
+    assert "routing-key-1" not in repr(attention)
+    assert attention.oncall.schedule == "PSCHED1"
+    assert attention.policy_for("other").policy.value == "notify"
+
+
+def test_attention_problems() -> None:
+    lines = problem_lines(
+        """
+        [attention]
+        max_enforce_attempts = 0
+
+        [pagerduty]
+        severity = "urgent"
+        events_url = "http://127.0.0.1:9"
+
+        [oncall]
+        schedule = "PSCHED1"
+
+        [[collections]]
+        id = "dev"
+        policy = "enforc"
+        resources = [{ provider = "sandbox", kind = "ec2", id = "i-1" }]
+
+        [[collections]]
+        id = "qa"
+        oncall = true
+        resources = [{ provider = "sandbox", kind = "ec2", id = "i-2" }]
+        """
+    )
+    assert lines == [
+        "attention.max_enforce_attempts: must be at least 1",
+        "pagerduty.severity: 'urgent' is not a severity (use critical, error, warning, info)",
+        "pagerduty.events_url: 'http://127.0.0.1:9' must start with https://",
+        "oncall: finding who is on call in PagerDuty needs [pagerduty] api_token "
+        "(a read-only REST API key)",
+        "collections[0].policy: 'enforc' is not a policy; did you mean 'enforce'? "
+        "(use notify, enforce)",
+        "collections[1].oncall: paging on-call needs a routing key: set [pagerduty] "
+        "routing_key or pagerduty_routing_key here",
+    ]
