@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import logging
 import signal
 import sys
 import tempfile
@@ -14,21 +13,27 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
-from nightops import __version__
+from nightops import __version__, savings_report
 from nightops.app import build
+from nightops.attention import build_attention
 from nightops.audit_report import FORMATS, parse_day, select, write_records, write_verification
 from nightops.config import Config, load_config, parse_config
 from nightops.console import Console, ConsoleNotifier
+from nightops.doctor import doctor
 from nightops.holidays import uptime_calendar
+from nightops.logs import LOG_FORMATS, LOG_LEVELS, redact_config_secrets, setup_cli_logging
 from nightops.notifiers import LogNotifier
 from nightops.plugins import available_providers
+from nightops.pricing import Pricer
 from nightops.scheduler import Scheduler
 from nightops.state import open_store
 from nightops.workers import Workers
 from nightops_core.errors import ConfigError, NightOpsError
 from nightops_core.grammar import resolve_collection
 from nightops_core.model import Collection
+from nightops_core.savings import compute_savings, parse_period
 from nightops_core.schedule import (
     Desired,
     Schedule,
@@ -49,6 +54,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Start and stop groups of cloud resources from chat, on schedules, safely.",
     )
     parser.add_argument("--version", action="version", version=f"nightops {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        metavar="FORMAT",
+        help="log lines as text (default) or json",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        metavar="LEVEL",
+        help="debug, info, warning, error or critical "
+        "(default: info for serve and scheduler, else warning)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -84,6 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("config", help="path of nightops.toml")
 
+    doctor_ = commands.add_parser(
+        "doctor",
+        help="check config, state, providers, Slack and the clock",
+        description="Run the troubleshooting checks: each prints ✓ or ✗ with the fix. "
+        "Nothing is started, stopped or posted. Exit 0 if all pass, else 1.",
+    )
+    doctor_.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+
     serve = commands.add_parser(
         "serve",
         help="run the Slack app and the scheduler",
@@ -100,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     serve.add_argument(
         "--no-scheduler", action="store_true", help="answer Slack only; run schedules elsewhere"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT at /metrics (needs the metrics extra)",
     )
 
     scheduler = commands.add_parser(
@@ -128,6 +162,23 @@ def _parser() -> argparse.ArgumentParser:
         "--verify", action="store_true", help="check the hash chain (exit 1 if broken)"
     )
 
+    savings = commands.add_parser(
+        "savings",
+        help="hours stopped and money saved, versus running 24/7",
+        description="Per collection and resource, from the audit trail's starts and stops "
+        "and the hourly prices; a resource without a price has unknown savings, never zero. "
+        "Dates are midnights in [nightops] timezone.",
+    )
+    savings.add_argument("--config", "-c", required=True, help="path of nightops.toml")
+    savings.add_argument(
+        "--since", help="from this date (2026-11-01; default: the 1st of this month)"
+    )
+    savings.add_argument("--until", help="before this date (default: now)")
+    savings.add_argument("--collection", help="only this collection (id or display name)")
+    savings.add_argument(
+        "--format", choices=savings_report.FORMATS, default="table", help="output format"
+    )
+
     schedule = commands.add_parser("schedule", help="preview or export a collection's schedule")
     schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="ACTION")
     preview = schedule_commands.add_parser(
@@ -148,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nightops`` console script."""
     args = _parser().parse_args(argv)
+    undo_logging = setup_cli_logging(args.log_format, args.log_level, args.command)
     try:
         match args.command:
             case "demo":
@@ -156,10 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _console(load_config(args.config), args.user, args.channel, sys.stdin)
             case "check-config":
                 return _check_config(args.config, sys.stdout)
+            case "doctor":
+                return doctor(args.config, sys.stdout)
             case "audit":
                 return _audit(load_config(args.config), args, sys.stdout)
             case "serve":
                 return _serve(load_config(args.config), args)
+            case "savings":
+                return _savings(load_config(args.config), args, sys.stdout)
             case "scheduler":
                 return _scheduler(load_config(args.config), once=args.once)
             case "schedule" if args.schedule_command == "preview":
@@ -174,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        undo_logging()
 
 
 def demo_config_text() -> str:
@@ -288,14 +346,6 @@ def _audit(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def _serve(config: Config, args: argparse.Namespace) -> int:
     if not args.socket_mode and args.http_port is None:
         raise NightOpsError(
@@ -314,32 +364,73 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
             f"serve needs the Slack extra ({exc.name} is missing): pip install 'nightops[slack]'"
         ) from None
 
-    _logging()
-    return serve(
-        config,
-        socket_mode=args.socket_mode,
-        http_port=args.http_port,
-        host=args.host,
-        scheduler=not args.no_scheduler,
+    redact_config_secrets(config)
+    store = None
+    server = None
+    if args.metrics_port is not None:
+        try:
+            from nightops.metrics import MeteredStore, Metrics, start_metrics_server
+        except ImportError:
+            raise NightOpsError(
+                "--metrics-port needs prometheus-client: pip install 'nightops[metrics]'"
+            ) from None
+        metrics = Metrics()
+        store = MeteredStore(open_store(config.state_url), metrics)
+        server = start_metrics_server(args.metrics_port, args.host, metrics)
+    try:
+        return serve(
+            config,
+            socket_mode=args.socket_mode,
+            http_port=args.http_port,
+            host=args.host,
+            scheduler=not args.no_scheduler,
+            store=store,
+        )
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _savings(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    settings = config.settings
+    zone = ZoneInfo(settings.timezone)
+    start, end = parse_period(args.since, args.until, datetime.now(UTC), zone)
+    chosen = (
+        [resolve_collection(args.collection, settings.collections)]
+        if args.collection
+        else list(settings.collections)
     )
+    pricer = Pricer(config.price_overrides)  # listed resources, priced as the service prices
+    collections = [pricer.collection(c) for c in chosen]
+    records = open_store(config.state_url).audit_records()
+    report = compute_savings(records, collections, start, end)
+    out.write(savings_report.render(report, args.format, zone))
+    return 0
 
 
 def _scheduler(config: Config, *, once: bool) -> int:
-    _logging()
+    redact_config_secrets(config)
     app = build(config, notifier=LogNotifier())
     workers = Workers(app.service)
     scheduler = Scheduler(app, workers=workers)
+    attention = build_attention(
+        app.service, config.attention, workers=workers, deliver=scheduler.deliver
+    )
     workers.submit(app.service.reconcile_operations(), scheduler.deliver)
     if once:
         scheduler.tick()
+        attention.run_pass()
         workers.shutdown(wait=True)
         return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    passes = threading.Thread(target=attention.run, args=(stop,), name="nightops-attention")
+    passes.start()
     try:
         scheduler.run(stop)
     except KeyboardInterrupt:
         stop.set()
+    passes.join()
     workers.shutdown(wait=True)
     return 0
 

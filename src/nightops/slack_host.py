@@ -224,6 +224,7 @@ def serve(
     stop: threading.Event | None = None,
     public_url: str | None = None,
     scheduler: bool = True,
+    store: StateStore | None = None,
 ) -> int:
     """Run NightOps for Slack until SIGINT/SIGTERM (or ``stop``); the exit code.
 
@@ -236,7 +237,7 @@ def serve(
     if not socket_mode and http_port is None:
         raise ConfigError("Nothing to serve: choose Socket Mode and/or an HTTP port.")
     stop = stop or threading.Event()
-    runtime = build_slack(config, public_url=public_url)
+    runtime = build_slack(config, public_url=public_url, store=store)
     slack = config.slack
     assert slack is not None
     if socket_mode and not slack.app_token:

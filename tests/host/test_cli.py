@@ -236,7 +236,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: nightops [-h] [--version] COMMAND ...")
+    assert out.startswith("usage: nightops [-h] [--version] [--log-format FORMAT]")
     for command in ("demo", "console", "check-config"):
         assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), command
 
