@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
+import attrs
 from slack_sdk.signature import Clock as SignatureClock
 from slack_sdk.signature import SignatureVerifier
 
@@ -237,9 +238,10 @@ class SlackAdapter:
             if not action_id.startswith("nightops."):
                 continue
             delivery = f"slack:action:{team.key}:{user_id}:{action.get('action_ts')}:{action_id}"
-            request = ActionRequest(
-                actor, channel, action_id, str(action.get("value") or ""), delivery
-            )
+            value = str(action.get("value") or "")
+            if action_id in ("nightops.approve", "nightops.deny"):
+                actor = self._with_approver_group(actor, team, value)
+            request = ActionRequest(actor, channel, action_id, value, delivery)
             with self.messenger.acting_for(team):
                 outcome = self.service.handle_action(request)
             self._complete(outcome, ctx)
@@ -275,6 +277,17 @@ class SlackAdapter:
             email=info.email if info else None,
             via="Slack",
         )
+
+    def _with_approver_group(self, actor: Actor, team: Team, approval_id: str) -> Actor:
+        """Tell the service whether the clicker is in the approvers' user group, when the
+        request names one (needs the ``usergroups:read`` scope; without it, no one is)."""
+        request = self.service.store.get_approval(approval_id)
+        group = request.approvers.usergroup if request is not None else None
+        if not group:
+            return actor
+        if self.messenger.directory.in_usergroup(team, actor.user_id, group):
+            return attrs.evolve(actor, groups=(*actor.groups, group))
+        return actor
 
     # --- after the ack -------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class Directory:
         self._users = _Cache(ttl, monotonic)
         self._by_email = _Cache(ttl, monotonic)
         self._dms = _Cache(24 * 3600.0, monotonic)
+        self._groups = _Cache(ttl, monotonic)
 
     def user(self, team: Team, user_id: str) -> UserInfo | None:
         """users.info (needs users:read and users:read.email)."""
@@ -117,6 +118,55 @@ class Directory:
         user_id = (response.get("user") or {}).get("id")
         self._by_email.put(key, user_id)
         return str(user_id) if user_id else None
+
+    def in_usergroup(self, team: Team, user_id: str, group: str) -> bool:
+        """Is the user a member of the user group ``group`` — its ID (``S0123ABC``) or its
+        handle (``@oncall``)? usergroups.list / usergroups.users.list, cached; needs the
+        ``usergroups:read`` scope (without it: logged, and nobody is a member)."""
+        group_id = self._usergroup_id(team, group)
+        if group_id is None:
+            return False
+        key = (team.key, f"members:{group_id}")
+        hit, value = self._groups.get(key)
+        if not hit:
+            try:
+                response = self.clients.for_team(team).usergroups_users_list(usergroup=group_id)
+            except (SlackApiError, SlackClientError, NoToken, OSError) as exc:
+                log.warning(
+                    "Cannot read the members of user group %s (%s); approvers by user group "
+                    "need the usergroups:read scope.",
+                    group,
+                    exc,
+                )
+                return False
+            value = frozenset(str(u) for u in response.get("users") or [])
+            self._groups.put(key, value)
+        return isinstance(value, frozenset) and user_id in value
+
+    def _usergroup_id(self, team: Team, group: str) -> str | None:
+        if not group.startswith("@"):
+            return group
+        key = (team.key, f"handle:{group.lower()}")
+        hit, value = self._groups.get(key)
+        if hit:
+            return value if isinstance(value, str) else None
+        try:
+            response = self.clients.for_team(team).usergroups_list()
+        except (SlackApiError, SlackClientError, NoToken, OSError) as exc:
+            log.warning("usergroups.list failed (%s); needs the usergroups:read scope.", exc)
+            return None
+        found = next(
+            (
+                str(g.get("id"))
+                for g in response.get("usergroups") or []
+                if f"@{g.get('handle', '')}".lower() == group.lower()
+            ),
+            None,
+        )
+        if found is None:
+            log.warning("No Slack user group has the handle %s.", group)
+        self._groups.put(key, found)
+        return found
 
     def dm_channel(self, team: Team | None, user_id: str) -> str | None:
         """conversations.open with one user (needs im:write)."""

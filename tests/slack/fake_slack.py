@@ -44,6 +44,7 @@ class FakeSlack:
         self.rate_limit: dict[str, int] = {}  # method -> 429s still to give
         self.errors: dict[str, str] = {}  # method -> error to give once
         self.ws_url = ""
+        self.usergroups: dict[str, tuple[str, list[str]]] = {}  # id -> (handle, members)
         self.tokens = {"xoxb-test": "T1"}
         self.oauth_codes = {"good-code": ("T2", "Second Team", "xoxb-second")}
         self._ts = itertools.count(1)
@@ -133,6 +134,12 @@ class FakeSlack:
                 if team is None:
                     return {"ok": False, "error": "invalid_auth"}
                 return {"ok": True, "team_id": team, "user_id": "UBOT", "bot_id": "BBOT"}
+            case "usergroups.list":
+                groups = [{"id": i, "handle": h} for i, (h, _) in self.usergroups.items()]
+                return {"ok": True, "usergroups": groups}
+            case "usergroups.users.list":
+                group = self.usergroups.get(str(args.get("usergroup")))
+                return {"ok": True, "users": group[1]} if group else _error("no_such_subteam")
             case "users.info":
                 user = self.users.get(str(args.get("user")))
                 return {"ok": True, "user": user} if user else _error("user_not_found")
