@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
 from nightops import __version__, savings_report
@@ -33,6 +34,7 @@ from nightops.workers import Workers
 from nightops_core.errors import ConfigError, NightOpsError
 from nightops_core.grammar import resolve_collection
 from nightops_core.model import Collection
+from nightops_core.ports import StateStore
 from nightops_core.savings import compute_savings, parse_period
 from nightops_core.schedule import (
     Desired,
@@ -41,6 +43,9 @@ from nightops_core.schedule import (
     desired_state,
     next_boundary,
 )
+
+if TYPE_CHECKING:  # prometheus-client is an optional extra
+    from nightops.metrics import Metrics
 
 __all__ = ["main"]
 
@@ -367,6 +372,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     redact_config_secrets(config)
     store = None
     server = None
+    background: list[Callable[[threading.Event], None]] = []
     if args.metrics_port is not None:
         try:
             from nightops.metrics import MeteredStore, Metrics, start_metrics_server
@@ -377,6 +383,7 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         metrics = Metrics()
         store = MeteredStore(open_store(config.state_url), metrics)
         server = start_metrics_server(args.metrics_port, args.host, metrics)
+        background.append(_savings_gauge(config, store.inner, metrics))
     try:
         return serve(
             config,
@@ -385,10 +392,36 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
             host=args.host,
             scheduler=not args.no_scheduler,
             store=store,
+            background=background,
         )
     finally:
         if server is not None:
             server.close()
+
+
+#: How often serve refreshes the month-to-date savings gauge.
+SAVINGS_REFRESH = timedelta(minutes=10)
+
+
+def _savings_gauge(
+    config: Config, store: StateStore, metrics: Metrics
+) -> Callable[[threading.Event], None]:
+    """A loop for serve: publish month-to-date savings every few minutes."""
+    zone = ZoneInfo(config.settings.timezone)
+    pricer = Pricer(config.price_overrides)
+    collections = [pricer.collection(c) for c in config.settings.collections]
+
+    def loop(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                start, end = parse_period(None, None, datetime.now(UTC), zone)
+                report = compute_savings(store.audit_records(), collections, start, end)
+                metrics.observe_savings(report)
+            except NightOpsError as exc:
+                logging.getLogger("nightops.metrics").warning("savings gauge: %s", exc)
+            stop.wait(SAVINGS_REFRESH.total_seconds())
+
+    return loop
 
 
 def _savings(config: Config, args: argparse.Namespace, out: TextIO) -> int:

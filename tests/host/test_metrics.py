@@ -186,3 +186,47 @@ def test_the_http_endpoint_serves_every_metric(world: World) -> None:
     for name in METRIC_NAMES:
         assert f"# TYPE {name} " in text, name
     assert 'nightops_actions_started_total{action="stop",trigger="manual"} 1.0' in text
+
+
+def test_serve_refreshes_month_to_date_savings(tmp_path: object) -> None:
+    """What `nightops serve --metrics-port` runs beside the app: the savings gauge loop."""
+    import threading
+
+    from nightops.cli import _savings_gauge
+    from nightops.config import parse_config
+    from nightops_core.audit import AuditEvent
+    from nightops_core.audit import Outcome as AuditOutcome
+
+    config = parse_config(
+        '[[collections]]\nid = "web"\n'
+        'resources = [{ provider = "sandbox", kind = "vm", id = "w-1", name = "w-1", '
+        'hourly_price = "1.00" }]\n',
+        env={},
+    )
+    store = InMemoryStateStore()
+    now = datetime.now(UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    store.append_audit(
+        AuditEvent(
+            max(start, now - timedelta(hours=3)), "alice@company.com", "Slack", "stop", "web",
+            AuditOutcome.OK, operation_id="op-1", resources=("w-1",),
+        )
+    )  # fmt: skip
+    metrics = Metrics()
+    stop = threading.Event()
+    loop = threading.Thread(target=_savings_gauge(config, store, metrics), args=(stop,))
+    loop.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        value = None
+        while datetime.now(UTC) < deadline:
+            value = metrics.registry.get_sample_value(
+                "nightops_savings_dollars", {"collection": "web"}
+            )
+            if value:
+                break
+        assert value is not None
+        assert value > 0
+    finally:
+        stop.set()
+        loop.join(5)
