@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, Literal, TypeVar
 
 import attrs
@@ -53,7 +54,17 @@ from nightops_core.errors import ProviderError
 from nightops_core.model import Resource, ResourceState, ResourceStatus, Selector
 from nightops_core.ports import ActionResult, ErrorKind, ProgressCallback, ResultKind
 from nightops_providers import prices
-from nightops_providers._common import DEFAULT_MAX_IN_FLIGHT, Throttled, fan_out, retry_throttled
+from nightops_providers._common import (
+    DEFAULT_MAX_IN_FLIGHT,
+    Failure,
+    Throttled,
+    Transient,
+    check_number,
+    drive_all,
+    fan_out,
+    retry_after_seconds,
+    retry_throttled,
+)
 
 __all__ = ["BILLED_DETAIL", "KINDS", "RESOURCE_GROUP_TAG", "AzureProvider"]
 
@@ -106,20 +117,6 @@ _CAPACITY_CODES: Final = frozenset(
 _WRONG_STATE_CODES: Final = frozenset({"Conflict", "OperationPreempted", "InvalidOperation"})
 
 
-class _Failure(Exception):
-    """A per-resource failure, already translated for the user."""
-
-    def __init__(self, error: ErrorKind, message: str, state: ResourceState | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-        self.message = message
-        self.state = state
-
-
-class _Transient(Throttled):
-    """A 5xx or a connection failure: retried like throttling, reported as OTHER."""
-
-
 @attrs.frozen
 class _Target:
     resource: Resource
@@ -146,18 +143,6 @@ class _Target:
         return f"Microsoft.Compute/{noun}/{verb}"
 
 
-def _check_number(
-    option: str, value: object, *, minimum: float, strict: bool = False, integer: bool = False
-) -> None:
-    kind = "a whole number" if integer else "a number"
-    wanted = f"{kind} {'>' if strict else '>='} {minimum:g}"
-    allowed = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise TypeError(f"{option} must be {wanted}, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        raise ValueError(f"{option} must be {wanted}, got {value!r}")
-
-
 def _text(value: object) -> str:
     """An SDK enum member's value, or the string itself."""
     return str(getattr(value, "value", value) or "")
@@ -175,35 +160,9 @@ def _group_of(arm_id: str) -> str:
     return ""
 
 
-def _retry_after(exc: HttpResponseError) -> float | None:
-    headers = getattr(exc.response, "headers", None)  # typed as the common response API
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None  # an HTTP date: fall back to our own backoff
-
-
 def _error_code(exc: HttpResponseError) -> str:
     error = exc.error
     return str(error.code) if error is not None and error.code else ""
-
-
-class _Reporter:
-    """Calls the progress callback one at a time; a failing callback is logged, not raised."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._lock = threading.Lock()
-
-    def __call__(self, result: ActionResult) -> None:
-        if self._callback is None:
-            return
-        with self._lock:
-            try:
-                self._callback(result)
-            except Exception:
-                logger.exception("progress callback failed for %s", result.resource.id)
 
 
 class AzureProvider:
@@ -248,12 +207,12 @@ class AzureProvider:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        _check_number("polling_interval", polling_interval, minimum=0)
-        _check_number("timeout_seconds", timeout_seconds, minimum=0)
-        _check_number("poll_seconds", poll_seconds, minimum=0)
-        _check_number("backoff_seconds", backoff_seconds, minimum=0)
-        _check_number("max_in_flight", max_in_flight, minimum=1, integer=True)
-        _check_number("max_attempts", max_attempts, minimum=1, integer=True)
+        check_number("polling_interval", polling_interval, minimum=0)
+        check_number("timeout_seconds", timeout_seconds, minimum=0)
+        check_number("poll_seconds", poll_seconds, minimum=0)
+        check_number("backoff_seconds", backoff_seconds, minimum=0)
+        check_number("max_in_flight", max_in_flight, minimum=1, integer=True)
+        check_number("max_attempts", max_attempts, minimum=1, integer=True)
         if isinstance(subscriptions, str) or isinstance(resource_groups, str):
             raise TypeError("subscriptions and resource_groups must be lists of names")
         self.name = name
@@ -324,7 +283,7 @@ class AzureProvider:
                     found += self._discover_vms(subscription, selector)
                 if "vmss" in kinds:
                     found += self._discover_scale_sets(subscription, selector)
-        except _Failure as failure:
+        except Failure as failure:
             raise ProviderError(f"{self.name}: discovery failed: {failure.message}") from None
         return found
 
@@ -385,14 +344,14 @@ class AzureProvider:
                 base_seconds=self._backoff,
                 sleep=self._sleep,
             )
-        except _Transient as exc:
-            raise _Failure(
+        except Transient as exc:
+            raise Failure(
                 ErrorKind.OTHER,
                 f"Azure kept failing on {path} ({exc}) after {self._max_attempts} attempts; "
                 "try again later (https://azure.status.microsoft)",
             ) from None
         except Throttled:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.THROTTLED,
                 f"Azure Resource Manager still throttled requests for {path} after "
                 f"{self._max_attempts} attempts; try again in a minute or lower max_in_flight",
@@ -400,7 +359,7 @@ class AzureProvider:
 
     def _translate(self, exc: Exception, action: str, path: str) -> Exception:
         if isinstance(exc, ClientAuthenticationError) and exc.status_code in (None, 401):
-            return _Failure(
+            return Failure(
                 ErrorKind.PERMISSION_DENIED,
                 f"Azure credentials failed ({exc.message}); {_CREDENTIAL_HINT}",
             )
@@ -409,43 +368,43 @@ class AzureProvider:
             code = _error_code(exc)
             said = f"{code}: {exc.reason or ''}".strip(": ") if code else str(exc.reason or "")
             if status == 429:
-                return Throttled(f"429 {said}", _retry_after(exc))
+                return Throttled(f"429 {said}", retry_after_seconds(exc.response))
             if status == 403 or code in ("AuthorizationFailed", "LinkedAuthorizationFailed"):
-                return _Failure(
+                return Failure(
                     ErrorKind.PERMISSION_DENIED,
                     f"missing permission {action} on {path}; {_ROLE_HINT}",
                 )
             if status == 404 or isinstance(exc, ResourceNotFoundError):
-                return _Failure(
+                return Failure(
                     ErrorKind.NOT_FOUND,
                     f"{path} does not exist; remove it from the collection or fix its "
                     "subscription/resource group",
                     ResourceState.MISSING,
                 )
             if code in _CAPACITY_CODES:
-                return _Failure(
+                return Failure(
                     ErrorKind.CAPACITY,
                     f"Azure has no capacity or quota for {path} ({code}: {exc.message}); try "
                     "later, another size or region, or ask for more quota",
                 )
             if status == 409 or code in _WRONG_STATE_CODES:
-                return _Failure(
+                return Failure(
                     ErrorKind.WRONG_STATE,
                     f"{path} is busy or in a state that does not allow this ({said}); "
                     "try again when its current operation has finished",
                 )
             if status >= 500:
-                return _Transient(f"{status} {said}", _retry_after(exc))
-            return _Failure(ErrorKind.OTHER, f"Azure refused a call on {path}: {exc.message}")
+                return Transient(f"{status} {said}", retry_after_seconds(exc.response))
+            return Failure(ErrorKind.OTHER, f"Azure refused a call on {path}: {exc.message}")
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
-            return _Transient(f"cannot reach Azure Resource Manager: {type(exc).__name__}")
+            return Transient(f"cannot reach Azure Resource Manager: {type(exc).__name__}")
         return exc
 
     # -- targets and states -----------------------------------------------------------------------
 
     def _target(self, resource: Resource) -> _Target:
         if resource.kind not in KINDS:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.UNSUPPORTED,
                 f"{self.name}: kind {resource.kind!r} of {resource.label} is not supported; "
                 f"use {' or '.join(KINDS)}",
@@ -465,14 +424,14 @@ class AzureProvider:
         else:
             name = ""
         if not name or not group:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.UNSUPPORTED,
                 f"{self.name}: cannot tell the resource group of {resource.label}; give its id "
                 f"as resourceGroups/<group>/<name> (or the full ARM id), or set the tag "
                 f"{RESOURCE_GROUP_TAG}",
             )
         if not subscription:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.UNSUPPORTED,
                 f"{self.name}: no subscription for {resource.label}; set 'subscription_id' in "
                 f"[providers.{self.name}] or the resource's account",
@@ -545,7 +504,7 @@ class AzureProvider:
         try:
             target = self._target(resource)
             state, detail = self._state(self._power(target), target.kind)
-        except _Failure as failure:
+        except Failure as failure:
             return ResourceStatus(resource, failure.state or ResourceState.UNKNOWN, failure.message)
         except ProviderError:
             raise  # not about one resource: the whole call fails, saying what to do
@@ -559,27 +518,16 @@ class AzureProvider:
     def _act(
         self, verb: Verb, resources: Sequence[Resource], progress: ProgressCallback | None
     ) -> list[ActionResult]:
-        report = _Reporter(progress)
-
-        def work(resource: Resource) -> ActionResult:
-            result = self._drive(verb, resource)
-            report(result)
-            return result
-
-        return fan_out(list(resources), work, self._max_in_flight)
+        return drive_all(
+            resources, partial(self._drive, verb), progress, logger, self._max_in_flight
+        )
 
     def _drive(self, verb: Verb, resource: Resource) -> ActionResult:
         """Bring one resource to the verb's target state; never raises."""
         try:
             return self._drive_unguarded(verb, self._target(resource))
-        except _Failure as failure:
-            return ActionResult(
-                resource,
-                ResultKind.FAILED,
-                failure.state or ResourceState.UNKNOWN,
-                failure.message,
-                failure.error,
-            )
+        except Failure as failure:
+            return failure.as_result(resource)
         except ProviderError:
             raise  # not about one resource: the whole call fails, saying what to do
         except Exception:
@@ -607,7 +555,7 @@ class AzureProvider:
             kind = ResultKind.DONE if waited else ResultKind.ALREADY
             return ActionResult(target.resource, kind, state)
         if power in ("failed", "unknown"):
-            raise _Failure(
+            raise Failure(
                 ErrorKind.WRONG_STATE,
                 f"cannot {verb} {target.who}: its power state is {power}; check it in the "
                 "Azure portal",
@@ -623,7 +571,7 @@ class AzureProvider:
         action = target.action("start/action" if verb == "start" else "deallocate/action")
         try:
             poller = self._call(lambda: begin(target.group, target.name), action, target.path)
-        except _Failure as failure:
+        except Failure as failure:
             failure.state = failure.state or state
             raise
         self._await_lro(target, verb, poller, deadline, state)
@@ -633,7 +581,7 @@ class AzureProvider:
             raise self._timed_out(target, verb, power)
         if power == goal:
             return ActionResult(target.resource, ResultKind.DONE, final)
-        raise _Failure(
+        raise Failure(
             ErrorKind.WRONG_STATE,
             f"the {verb} of {target.who} was accepted but it ended {power}"
             f"{f' ({detail})' if detail else ''}, not {goal}; check its activity log in the "
@@ -659,7 +607,7 @@ class AzureProvider:
             if isinstance(translated, Throttled):
                 logger.info("azure: polling %s failed transiently: %s", target.path, translated)
                 return
-            if isinstance(translated, _Failure):
+            if isinstance(translated, Failure):
                 translated.state = translated.state or state
                 if translated.error is ErrorKind.OTHER:
                     translated.message = f"the {verb} of {target.who} failed: {exc}"
@@ -679,9 +627,9 @@ class AzureProvider:
                 return power
             self._sleep(min(self._poll, remaining))
 
-    def _timed_out(self, target: _Target, verb: Verb, power: str) -> _Failure:
+    def _timed_out(self, target: _Target, verb: Verb, power: str) -> Failure:
         state, _ = self._state(power, target.kind)
-        return _Failure(
+        return Failure(
             ErrorKind.TIMEOUT,
             f"{target.who} was still {power} {self._timeout:g} s after NightOps asked to "
             f"{verb} it; check it in the Azure portal (or raise timeout_seconds)",

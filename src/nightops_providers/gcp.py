@@ -49,7 +49,17 @@ from nightops_core.errors import ProviderError
 from nightops_core.model import Resource, ResourceState, ResourceStatus, Selector
 from nightops_core.ports import ActionResult, ErrorKind, ProgressCallback, ResultKind
 from nightops_providers import prices
-from nightops_providers._common import DEFAULT_MAX_IN_FLIGHT, Throttled, fan_out, retry_throttled
+from nightops_providers._common import (
+    DEFAULT_MAX_IN_FLIGHT,
+    Failure,
+    Throttled,
+    Transient,
+    check_number,
+    drive_all,
+    fan_out,
+    retry_after_seconds,
+    retry_throttled,
+)
 
 __all__ = ["KINDS", "RESTORE_SIZE_TAG", "SUSPEND_TAG", "GcpProvider"]
 
@@ -104,20 +114,6 @@ _THROTTLE_REASONS: Final = frozenset(
 )
 
 
-class _Failure(Exception):
-    """A per-resource failure, already translated for the user."""
-
-    def __init__(self, error: ErrorKind, message: str, state: ResourceState | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-        self.message = message
-        self.state = state
-
-
-class _Transient(Throttled):
-    """A 5xx or a connection failure: retried like throttling, reported as OTHER."""
-
-
 @attrs.frozen
 class _Target:
     resource: Resource
@@ -151,50 +147,11 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "yes", "1", "on")
 
 
-def _retry_after(exc: gexc.GoogleAPICallError) -> float | None:
-    response = exc.response
-    headers = getattr(response, "headers", None)
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None  # an HTTP date: fall back to our own backoff
-
-
 def _reasons(exc: gexc.GoogleAPICallError) -> set[str]:
     found = {str(e.get("reason")) for e in exc.errors if isinstance(e, Mapping)}
     if exc.reason:
         found.add(exc.reason)
     return found
-
-
-def _check_number(
-    option: str, value: object, *, minimum: float, strict: bool = False, integer: bool = False
-) -> None:
-    kind = "a whole number" if integer else "a number"
-    wanted = f"{kind} {'>' if strict else '>='} {minimum:g}"
-    allowed = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise TypeError(f"{option} must be {wanted}, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        raise ValueError(f"{option} must be {wanted}, got {value!r}")
-
-
-class _Reporter:
-    """Calls the progress callback one at a time; a failing callback is logged, not raised."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._lock = threading.Lock()
-
-    def __call__(self, result: ActionResult) -> None:
-        if self._callback is None:
-            return
-        with self._lock:
-            try:
-                self._callback(result)
-            except Exception:
-                logger.exception("progress callback failed for %s", result.resource.id)
 
 
 class _CallOptions(TypedDict):
@@ -248,12 +205,12 @@ class GcpProvider:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        _check_number("timeout_seconds", timeout_seconds, minimum=0)
-        _check_number("poll_seconds", poll_seconds, minimum=0)
-        _check_number("backoff_seconds", backoff_seconds, minimum=0)
-        _check_number("request_timeout", request_timeout, minimum=0, strict=True)
-        _check_number("max_in_flight", max_in_flight, minimum=1, integer=True)
-        _check_number("max_attempts", max_attempts, minimum=1, integer=True)
+        check_number("timeout_seconds", timeout_seconds, minimum=0)
+        check_number("poll_seconds", poll_seconds, minimum=0)
+        check_number("backoff_seconds", backoff_seconds, minimum=0)
+        check_number("request_timeout", request_timeout, minimum=0, strict=True)
+        check_number("max_in_flight", max_in_flight, minimum=1, integer=True)
+        check_number("max_attempts", max_attempts, minimum=1, integer=True)
         if not isinstance(suspend, bool):
             raise TypeError(f"suspend must be true or false, got {suspend!r}")
         self.name = name
@@ -315,7 +272,7 @@ class GcpProvider:
                 found += self._discover_instances(project, label_filter, wanted, selector)
             if "mig" in kinds:
                 found += self._discover_groups(project, wanted, selector)
-        except _Failure as failure:
+        except Failure as failure:
             raise ProviderError(f"{self.name}: discovery failed: {failure.message}") from None
         return found
 
@@ -413,14 +370,14 @@ class GcpProvider:
                 base_seconds=self._backoff,
                 sleep=self._sleep,
             )
-        except _Transient as exc:
-            raise _Failure(
+        except Transient as exc:
+            raise Failure(
                 ErrorKind.OTHER,
                 f"Compute Engine kept failing on {path} ({exc}) after {self._max_attempts} "
                 "attempts; try again later (https://status.cloud.google.com)",
             ) from None
         except Throttled:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.THROTTLED,
                 f"Compute Engine API requests for {path} were still rate-limited after "
                 f"{self._max_attempts} attempts; try again in a minute (quotas refill per "
@@ -431,20 +388,20 @@ class GcpProvider:
         if isinstance(exc, gexc.GoogleAPICallError):
             said = exc.message or type(exc).__name__
             if isinstance(exc, gexc.TooManyRequests) or _reasons(exc) & _THROTTLE_REASONS:
-                return Throttled(f"rate limited: {said}", _retry_after(exc))
+                return Throttled(f"rate limited: {said}", retry_after_seconds(exc.response))
             if isinstance(exc, gexc.Unauthorized):
-                return _Failure(
+                return Failure(
                     ErrorKind.PERMISSION_DENIED,
                     f"Google rejected the NightOps credentials ({said}); renew them "
                     "(gcloud auth application-default login) or fix the service account key",
                 )
             if isinstance(exc, gexc.Forbidden):
-                return _Failure(
+                return Failure(
                     ErrorKind.PERMISSION_DENIED,
                     f"missing permission {permission} on {path}; {_ROLE_HINT}",
                 )
             if isinstance(exc, gexc.NotFound):
-                return _Failure(
+                return Failure(
                     ErrorKind.NOT_FOUND,
                     f"{path} does not exist; remove it from the collection or fix its project/zone",
                     ResourceState.MISSING,
@@ -452,30 +409,30 @@ class GcpProvider:
             if isinstance(exc, gexc.Conflict | gexc.FailedPrecondition) or (
                 isinstance(exc, gexc.BadRequest) and "resourceNotReady" in _reasons(exc)
             ):
-                return _Failure(
+                return Failure(
                     ErrorKind.WRONG_STATE,
                     f"{path} is busy or in a state that does not allow this ({said}); "
                     "try again when its current operation has finished",
                 )
             if isinstance(exc, gexc.ServerError):
-                return _Transient(f"{exc.code} {said}", _retry_after(exc))
-            return _Failure(ErrorKind.OTHER, f"Compute Engine refused a call on {path}: {said}")
+                return Transient(f"{exc.code} {said}", retry_after_seconds(exc.response))
+            return Failure(ErrorKind.OTHER, f"Compute Engine refused a call on {path}: {said}")
         if isinstance(exc, gauth_exc.GoogleAuthError):
-            return _Failure(
+            return Failure(
                 ErrorKind.PERMISSION_DENIED,
                 f"Google credentials failed ({exc}); renew them (gcloud auth "
                 "application-default login) or check the service account",
             )
         if isinstance(exc, OSError):  # requests' connection errors are OSErrors
-            return _Transient(f"cannot reach Compute Engine: {type(exc).__name__}")
+            return Transient(f"cannot reach Compute Engine: {type(exc).__name__}")
         return exc
 
     # -- describe -------------------------------------------------------------------------------
 
     def _target(self, resource: Resource) -> _Target:
-        """Where the resource lives; _Failure(UNSUPPORTED) if that cannot be told."""
+        """Where the resource lives; Failure(UNSUPPORTED) if that cannot be told."""
         if resource.kind not in KINDS:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.UNSUPPORTED,
                 f"{self.name}: kind {resource.kind!r} of {resource.label} is not supported; "
                 f"use {' or '.join(KINDS)}",
@@ -485,7 +442,7 @@ class GcpProvider:
         if len(parts) == 6 and parts[0] == "projects" and parts[2] == "zones":
             project, zone, name = parts[1], parts[3], parts[5]
         if not zone:
-            raise _Failure(
+            raise Failure(
                 ErrorKind.UNSUPPORTED,
                 f"{self.name}: {resource.label} has no zone; set its region to the zone "
                 "(e.g. us-central1-a)",
@@ -493,7 +450,7 @@ class GcpProvider:
         try:
             project = project or self._default_project()
         except ProviderError as exc:
-            raise _Failure(ErrorKind.UNSUPPORTED, exc.message) from None
+            raise Failure(ErrorKind.UNSUPPORTED, exc.message) from None
         return _Target(resource, resource.kind, project, zone, name)
 
     def _describe_one(self, resource: Resource) -> ResourceStatus:
@@ -505,7 +462,7 @@ class GcpProvider:
             else:
                 status = self._get_instance(target).status
                 state, detail = self._instance_state(status)
-        except _Failure as failure:
+        except Failure as failure:
             state = failure.state or ResourceState.UNKNOWN
             return ResourceStatus(resource, state, failure.message)
         except ProviderError:
@@ -572,14 +529,9 @@ class GcpProvider:
     def _act(
         self, verb: Verb, resources: Sequence[Resource], progress: ProgressCallback | None
     ) -> list[ActionResult]:
-        report = _Reporter(progress)
-
-        def work(resource: Resource) -> ActionResult:
-            result = self._drive(verb, resource)
-            report(result)
-            return result
-
-        return fan_out(list(resources), work, self._max_in_flight)
+        return drive_all(
+            resources, partial(self._drive, verb), progress, logger, self._max_in_flight
+        )
 
     def _drive(self, verb: Verb, resource: Resource) -> ActionResult:
         """Bring one resource to the verb's target state; never raises."""
@@ -588,14 +540,8 @@ class GcpProvider:
             if target.kind == "mig":
                 return self._drive_group(verb, target)
             return self._drive_instance(verb, target)
-        except _Failure as failure:
-            return ActionResult(
-                resource,
-                ResultKind.FAILED,
-                failure.state or ResourceState.UNKNOWN,
-                failure.message,
-                failure.error,
-            )
+        except Failure as failure:
+            return failure.as_result(resource)
         except ProviderError:
             raise  # not about one resource: the whole call fails, saying what to do
         except Exception:
@@ -631,7 +577,7 @@ class GcpProvider:
             kind = ResultKind.DONE if waited else ResultKind.ALREADY
             return ActionResult(target.resource, kind, state)
         if state not in (_RUNNING, _STOPPED):
-            raise _Failure(
+            raise Failure(
                 ErrorKind.WRONG_STATE,
                 f"cannot {verb} {target.who} while it is {status or 'in an unknown state'}; "
                 "check it in the Cloud Console",
@@ -674,8 +620,8 @@ class GcpProvider:
         if final is wanted:
             return ActionResult(target.resource, ResultKind.DONE, final)
         if final is ResourceState.MISSING:
-            raise _Failure(ErrorKind.NOT_FOUND, f"{target.who} disappeared", final)
-        raise _Failure(
+            raise Failure(ErrorKind.NOT_FOUND, f"{target.who} disappeared", final)
+        raise Failure(
             ErrorKind.WRONG_STATE,
             f"the {verb} of {target.who} was accepted but it ended {status} "
             f"({final.value}), not {wanted.value}{f': {detail}' if detail else ''}; check its "
@@ -688,7 +634,7 @@ class GcpProvider:
         """Run ``call``; a failure without a state gets the state observed before it."""
         try:
             return call()
-        except _Failure as failure:
+        except Failure as failure:
             if failure.state is None:
                 failure.state = state
             raise
@@ -736,7 +682,7 @@ class GcpProvider:
             'GPUs or local SSDs); set suspend = "false"',
             ErrorKind.NOT_FOUND: "remove it from the collection",
         }.get(error, "check the operation in the Cloud Console")
-        raise _Failure(
+        raise Failure(
             error,
             f"{operation.operation_type or 'operation'} of {target.who} failed: {code}: "
             f"{text}; {advice}",
@@ -754,8 +700,8 @@ class GcpProvider:
             f"projects/{target.project}/zones/{target.zone}/operations/{name}",
         )
 
-    def _timed_out(self, target: _Target, verb: str, state: ResourceState) -> _Failure:
-        return _Failure(
+    def _timed_out(self, target: _Target, verb: str, state: ResourceState) -> Failure:
+        return Failure(
             ErrorKind.TIMEOUT,
             f"{target.who} did not finish {state.value if state.is_transitioning else verb} "
             f"within {self._timeout:g} s; check it in the Cloud Console (or raise "
@@ -781,7 +727,7 @@ class GcpProvider:
         restore = dict(target.resource.tags).get(RESTORE_SIZE_TAG, "").strip()
         if not restore.isdigit() or int(restore) < 1:
             now = f"; it has {group.target_size} now" if verb == "stop" else ""
-            raise _Failure(
+            raise Failure(
                 ErrorKind.UNSUPPORTED,
                 f"NightOps does not know the size to restore {target.who} to; set the tag "
                 f'{RESTORE_SIZE_TAG} = "<size>" on the resource (or the label '
@@ -818,7 +764,7 @@ class GcpProvider:
             raise self._timed_out(target, verb, final)
         if group.target_size == size:
             return ActionResult(target.resource, ResultKind.DONE, final)
-        raise _Failure(
+        raise Failure(
             ErrorKind.WRONG_STATE,
             f"the resize of {target.who} to {size} was accepted but its target size is "
             f"{group.target_size}; an autoscaler may manage it (turn it off, or leave the MIG "

@@ -53,6 +53,8 @@ import attrs
 from nightops_core.errors import ConfigError, ProviderError
 from nightops_core.model import Resource, ResourceState, ResourceStatus, Selector
 from nightops_core.ports import ActionResult, ErrorKind, ProgressCallback, ResultKind
+from nightops_providers._common import ProgressReporter, all_filled, check_number, target_state
+from nightops_providers._common import who as _who
 
 __all__ = ["FAULTS", "FAULT_TAG", "STATE_TAG", "SandboxCall", "SandboxProvider"]
 
@@ -141,17 +143,9 @@ class _Entry:
     pending: bool = False
 
 
-def _who(resource: Resource) -> str:
-    return f"{resource.name} ({resource.id})" if resource.name else resource.id
-
-
 def _permission(verb: Verb, kind: str) -> str:
     noun = "DBInstance" if kind == "rds" else "Instances"
     return f"sandbox:{verb.capitalize()}{noun}"
-
-
-def _target(verb: Verb) -> ResourceState:
-    return _RUNNING if verb == "start" else _STOPPED
 
 
 def _heading_to(state: ResourceState) -> ResourceState | None:
@@ -160,37 +154,6 @@ def _heading_to(state: ResourceState) -> ResourceState | None:
     if state is ResourceState.STOPPING:
         return _STOPPED
     return None
-
-
-def _check_number(
-    option: str, value: object, *, minimum: float, strict: bool = False, integer: bool = False
-) -> None:
-    """ValueError (TypeError for a non-number) saying what the option must be."""
-    kind = "a whole number" if integer else "a number"
-    wanted = f"{kind} {'>' if strict else '>='} {minimum:g}"
-    allowed = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise TypeError(f"{option} must be {wanted}, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        raise ValueError(f"{option} must be {wanted}, got {value!r}")
-
-
-class _Reporter:
-    """Calls the caller's progress callback, one call at a time, never letting it break
-    the operation (an exception is logged and swallowed)."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._lock = threading.Lock()
-
-    def __call__(self, result: ActionResult) -> None:
-        if self._callback is None:
-            return
-        with self._lock:
-            try:
-                self._callback(result)
-            except Exception:
-                logger.exception("progress callback failed for %s", result.resource.id)
 
 
 class SandboxProvider:
@@ -246,17 +209,17 @@ class SandboxProvider:
         sleep: Callable[[float], None] = time.sleep,
         state_file: str | None = None,
     ) -> None:
-        _check_number("transition_seconds", transition_seconds, minimum=0)
-        _check_number("latency_seconds", latency_seconds, minimum=0)
-        _check_number("timeout_seconds", timeout_seconds, minimum=0)
-        _check_number("backoff_seconds", backoff_seconds, minimum=0)
-        _check_number("poll_seconds", poll_seconds, minimum=0, strict=True)
-        _check_number("max_in_flight", max_in_flight, minimum=1, integer=True)
-        _check_number("max_attempts", max_attempts, minimum=1, integer=True)
+        check_number("transition_seconds", transition_seconds, minimum=0)
+        check_number("latency_seconds", latency_seconds, minimum=0)
+        check_number("timeout_seconds", timeout_seconds, minimum=0)
+        check_number("backoff_seconds", backoff_seconds, minimum=0)
+        check_number("poll_seconds", poll_seconds, minimum=0, strict=True)
+        check_number("max_in_flight", max_in_flight, minimum=1, integer=True)
+        check_number("max_attempts", max_attempts, minimum=1, integer=True)
         if requests_per_second is not None:
-            _check_number("requests_per_second", requests_per_second, minimum=0, strict=True)
+            check_number("requests_per_second", requests_per_second, minimum=0, strict=True)
         if burst is not None:
-            _check_number("burst", burst, minimum=1, integer=True)
+            check_number("burst", burst, minimum=1, integer=True)
 
         self.name = name
         self._transition = float(transition_seconds)
@@ -431,8 +394,8 @@ class SandboxProvider:
         if not resources:
             return []
         self._register_all(resources)
-        report = _Reporter(progress)
-        target = _target(verb)
+        report = ProgressReporter(progress, logger)
+        target = target_state(verb)
         observed = self._describe_call(resources)
         results: list[ActionResult | None] = [None] * len(resources)
         todo: list[int] = []
@@ -452,12 +415,10 @@ class SandboxProvider:
                 ]
                 for index, future in futures:
                     results[index] = future.result()
-        done = [result for result in results if result is not None]
-        assert len(done) == len(resources)
-        return done
+        return all_filled(results)
 
     def _drive(
-        self, verb: Verb, resource: Resource, observed: ResourceState, report: _Reporter
+        self, verb: Verb, resource: Resource, observed: ResourceState, report: ProgressReporter
     ) -> ActionResult:
         """Bring one resource to the verb's target state; never raises."""
         try:
@@ -477,7 +438,7 @@ class SandboxProvider:
     def _drive_unguarded(
         self, verb: Verb, resource: Resource, state: ResourceState
     ) -> ActionResult:
-        target = _target(verb)
+        target = target_state(verb)
         who = _who(resource)
         deadline = self._clock() + self._timeout
 
@@ -648,7 +609,7 @@ class SandboxProvider:
         if verb == "stop" and entry.faults.fail_stop:
             return "denied"
         state, _ = self._observe(entry, now)
-        target = _target(verb)
+        target = target_state(verb)
         if state is ResourceState.MISSING:
             return "not-found"
         if state is target or _heading_to(state) is target:

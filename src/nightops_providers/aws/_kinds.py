@@ -14,6 +14,7 @@ import attrs
 
 from nightops_core.model import Resource, ResourceState
 from nightops_core.ports import ActionResult, ErrorKind, ResultKind
+from nightops_providers._common import target_state, who
 from nightops_providers.aws._api import Api, CallFailed, Place, names
 
 __all__ = [
@@ -98,10 +99,6 @@ class Observed:
 Outcome = CallFailed | str
 
 
-def who(resource: Resource) -> str:
-    return f"{resource.name} ({resource.id})" if resource.name else resource.id
-
-
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -120,10 +117,6 @@ def _failed(
     resource: Resource, state: ResourceState, error: ErrorKind, message: str
 ) -> ActionResult:
     return ActionResult(resource, ResultKind.FAILED, state, message, error)
-
-
-def _target(verb: Verb) -> ResourceState:
-    return _S.RUNNING if verb == "start" else _S.STOPPED
 
 
 class Driver:
@@ -158,7 +151,7 @@ class Driver:
         reason = f" ({observed.detail})" if observed.detail else ""
         return (
             f"the {verb} of {who(resource)} was accepted but it ended "
-            f"{observed.state.value}, not {_target(verb).value}{reason}; "
+            f"{observed.state.value}, not {target_state(verb).value}{reason}; "
             "check it in the AWS console"
         )
 
@@ -413,7 +406,7 @@ class Rds(Driver):
                 f"{name} is a member of Aurora cluster {cluster}; add the cluster "
                 "(kind aurora) instead"
             )
-        if observed.state is _target(verb) or verb == "start":
+        if observed.state is target_state(verb) or verb == "start":
             return None
         source = facts.get("ReadReplicaSourceDBInstanceIdentifier") or facts.get(
             "ReadReplicaSourceDBClusterIdentifier"
@@ -487,7 +480,10 @@ class Aurora(Driver):
         return found
 
     def check(self, verb: Verb, resource: Resource, observed: Observed) -> ActionResult | None:
-        if observed.state is not _target(verb) and observed.facts.get("EngineMode") == "serverless":
+        if (
+            observed.state is not target_state(verb)
+            and observed.facts.get("EngineMode") == "serverless"
+        ):
             return _failed(
                 resource,
                 observed.state,

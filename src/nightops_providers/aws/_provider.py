@@ -4,11 +4,10 @@ through observe -> decide -> call -> verify."""
 from __future__ import annotations
 
 import logging
-import math
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 import attrs
@@ -17,9 +16,17 @@ from nightops_core.errors import ProviderError
 from nightops_core.model import Resource, ResourceState, ResourceStatus, Selector
 from nightops_core.ports import ActionResult, ErrorKind, ProgressCallback, ResultKind
 from nightops_providers import prices
-from nightops_providers._common import DEFAULT_MAX_IN_FLIGHT, fan_out
+from nightops_providers._common import (
+    DEFAULT_MAX_IN_FLIGHT,
+    ProgressReporter,
+    all_filled,
+    check_number,
+    fan_out,
+    target_state,
+    who,
+)
 from nightops_providers.aws._api import Api, CallFailed, ClientHook, Place
-from nightops_providers.aws._kinds import DRIVERS, Driver, Observed, Outcome, Verb, who
+from nightops_providers.aws._kinds import DRIVERS, Driver, Observed, Outcome, Verb
 
 __all__ = ["KINDS", "AwsProvider"]
 
@@ -36,22 +43,8 @@ _SETTLE_GRACE_SECONDS: Final = 30.0
 _S = ResourceState
 _GERUND: Final[Mapping[str, str]] = {"start": "starting", "stop": "stopping"}
 
-
-def _target(verb: Verb) -> ResourceState:
-    return _S.RUNNING if verb == "start" else _S.STOPPED
-
-
-def _check_number(
-    option: str, value: object, *, minimum: float, strict: bool = False, integer: bool = False
-) -> None:
-    """ValueError (TypeError for a non-number) saying what the option must be."""
-    kind = "a whole number" if integer else "a number"
-    wanted = f"{kind} {'>' if strict else '>='} {minimum:g}"
-    allowed = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise TypeError(f"{option} must be {wanted}, got {value!r}")
-    if value < minimum or (strict and value == minimum) or math.isnan(value):
-        raise ValueError(f"{option} must be {wanted}, got {value!r}")
+#: The shared option check, refusing NaN too (as the AWS provider always has).
+_check_number = partial(check_number, reject_nan=True)
 
 
 def _check_accounts(accounts: object) -> dict[str, str]:
@@ -66,24 +59,6 @@ def _check_accounts(accounts: object) -> dict[str, str]:
                 f"(like arn:aws:iam::{account}:role/NightOps)"
             )
     return dict(accounts)
-
-
-class _Reporter:
-    """Calls the progress callback one at a time; a failing callback is logged, never
-    allowed to break the operation."""
-
-    def __init__(self, callback: ProgressCallback | None) -> None:
-        self._callback = callback
-        self._lock = threading.Lock()
-
-    def __call__(self, result: ActionResult) -> None:
-        if self._callback is None:
-            return
-        with self._lock:
-            try:
-                self._callback(result)
-            except Exception:
-                logger.exception("progress callback failed for %s", result.resource.id)
 
 
 @attrs.define
@@ -250,9 +225,7 @@ class AwsProvider:
                     statuses[i] = ResourceStatus(resources[i], seen.state, seen.detail)
 
         fan_out(list(groups.items()), observe, self._max_in_flight)
-        done = [status for status in statuses if status is not None]
-        assert len(done) == len(resources)
-        return done
+        return all_filled(statuses)
 
     def start(
         self, resources: Sequence[Resource], progress: ProgressCallback | None = None
@@ -367,7 +340,7 @@ class AwsProvider:
         self, verb: Verb, resources: Sequence[Resource], progress: ProgressCallback | None
     ) -> list[ActionResult]:
         resources = list(resources)
-        report = _Reporter(progress)
+        report = ProgressReporter(progress, logger)
         results: list[ActionResult | None] = [None] * len(resources)
 
         def settle(result: ActionResult, index: int) -> None:
@@ -415,14 +388,12 @@ class AwsProvider:
                         )
 
         fan_out(units, run, self._max_in_flight)
-        done = [result for result in results if result is not None]
-        assert len(done) == len(resources)
-        return done
+        return all_filled(results)
 
     def _drive(self, verb: Verb, unit: _Unit, settle: Callable[[ActionResult, int], None]) -> None:
         """Observe, decide, call, verify — until every item has settled or time is up."""
         driver, place = unit.driver, unit.place
-        target = _target(verb)
+        target = target_state(verb)
         pending = list(unit.items)
         deadline = self._clock() + self._timeout
         last_problem: CallFailed | None = None
