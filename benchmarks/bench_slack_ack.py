@@ -51,8 +51,9 @@ def _fake_slack(port_queue: Any, stop: Any) -> None:
     fake.stop()
 
 
-def _nightops_server(port_queue: Any, stop: Any, api_url: str) -> None:
+def _nightops_server(port_queue: Any, stop: Any, api_url: str, workers: int = 4) -> None:
     _quiet()
+    sys.setswitchinterval(0.0005)  # as nightops serve does
 
     from nightops.slack_host import HttpServer
     from nightops_core.model import Collection, Money, Resource, ResourceState
@@ -90,7 +91,7 @@ def _nightops_server(port_queue: Any, stop: Any, api_url: str) -> None:
         clock=clock,
         ids=SequentialIds(),
     )
-    adapter = SlackAdapter(service, messenger, signing_secret=SECRET)
+    adapter = SlackAdapter(service, messenger, signing_secret=SECRET, max_workers=workers)
     server = HttpServer(make_wsgi_app(adapter)).start()
     port_queue.put(server.port)
     stop.wait()
@@ -206,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     fake = ctx.Process(target=_fake_slack, args=(fake_queue, fake_stop), daemon=True)
     fake.start()
     api_url, response_url = fake_queue.get(timeout=60)
-    for label, target, texts in (
-        ("bare Bolt (ack only)", _bolt_server, ("help",)),
-        ("NightOps", _nightops_server, ("help", "status")),
+    for label, target, texts, extra in (
+        ("bare Bolt (ack only)", _bolt_server, ("help",), ()),
+        ("NightOps", _nightops_server, ("help", "status"), ()),
+        ("NightOps, 2 answer workers", _nightops_server, ("status",), (2,)),
     ):
         ports: Any = ctx.Queue()
         stop = ctx.Event()
-        process = ctx.Process(target=target, args=(ports, stop, api_url), daemon=True)
+        process = ctx.Process(target=target, args=(ports, stop, api_url, *extra), daemon=True)
         process.start()
         try:
             port = ports.get(timeout=60)
@@ -232,13 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{CLIENTS} concurrent clients, {args.requests} requests each ({pace}), loopback, waitress"
     )
-    print(f"{'server':<22} {'command':<8} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+    print(f"{'server':<28} {'command':<8} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
           f"{'p99 / Bolt':>10}")  # fmt: skip
     for label, text, latencies in rows:
         p50 = statistics.median(latencies) * 1000
         p99 = percentile(latencies, 0.99) * 1000
         print(
-            f"{label:<22} {text:<8} {len(latencies):>5} {p50:>8.1f} {p99:>8.1f} "
+            f"{label:<28} {text:<8} {len(latencies):>5} {p50:>8.1f} {p99:>8.1f} "
             f"{max(latencies) * 1000:>8.1f} {p99 / (bolt_p99 * 1000):>10.2f}"
         )
     return 0

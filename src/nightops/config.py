@@ -92,6 +92,7 @@ class _RawSlack:
     api_url: str | None = None
     public_url: str | None = None
     trusted_email_header: str | None = None
+    answer_workers: int = 4
 
 
 @attrs.define
@@ -351,6 +352,9 @@ class SlackConfig:
     public_url: str | None = None
     #: The header an authenticating proxy sets to the signed-in person's email.
     trusted_email_header: str | None = None
+    #: Threads that compute answers after the ack (cloud reads are I/O: more is faster;
+    #: fewer keeps acks quick when the machine is CPU-bound).
+    answer_workers: int = 4
 
 
 @attrs.frozen(eq=False)
@@ -618,6 +622,12 @@ class _Validator:
                     result[(provider, kind, size)] = Money(amount)
         return result
 
+    def positive(self, path: str, value: int, default: int) -> int:
+        if value < 1:
+            self.fail(path, f"{value} is not a positive whole number of threads")
+            return default
+        return value
+
     def duration(self, path: str, text: str, default: timedelta) -> timedelta:
         try:
             return parse_duration(text)
@@ -884,6 +894,7 @@ class _Validator:
             api_url=raw.api_url,
             public_url=raw.public_url,
             trusted_email_header=raw.trusted_email_header,
+            answer_workers=self.positive("slack.answer_workers", raw.answer_workers, 4),
         )
 
 

@@ -87,7 +87,7 @@ class SlackAdapter:
         signature_clock: SignatureClock | None = None,
         submit_jobs: JobSubmitter | None = None,
         ack_budget: float = 1.5,
-        max_workers: int = 16,
+        max_workers: int = 4,
         command: str = "/nightops",
     ) -> None:
         self.service = service
