@@ -286,3 +286,6 @@ class MeteredStore:
 
     def take_value(self, namespace: str, key: str, now: datetime) -> str | None:
         return self.inner.take_value(namespace, key, now)
+
+    def prune(self, before: datetime) -> int:
+        return self.inner.prune(before)

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -25,6 +25,11 @@ from nightops_core.scheduling import DueAction, due_actions
 __all__ = ["Scheduler", "TickReport"]
 
 log = logging.getLogger("nightops.scheduler")
+
+#: How often a scheduler prunes, and how long claims and delivery keys are kept (well past
+#: any catch-up grace and Slack's retry window).
+PRUNE_EVERY = timedelta(hours=1)
+KEEP = timedelta(days=2)
 
 Deliver = Callable[[Outcome], None]
 
@@ -68,6 +73,7 @@ class Scheduler:
         self.tick_interval = tick or app.config.scheduler_tick
         self.grace = grace or app.config.catch_up_grace
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._pruned_at: datetime | None = None
 
     def tick(self) -> TickReport:
         """One pass: claim and start every due action, expire due approvals."""
@@ -95,7 +101,18 @@ class Scheduler:
         expired = self.service.expire_approvals()
         if expired.messages:
             self.deliver(expired)
+        self._housekeeping(now)
         return TickReport(tuple(due), tuple(claimed))
+
+    def _housekeeping(self, now: datetime) -> None:
+        """Once an hour, forget claims, delivery keys and values nobody needs any more
+        (they would otherwise grow without bound). Every replica may do it; it is idempotent."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        removed = self.app.store.prune(now - max(KEEP, 2 * self.grace))
+        if removed:
+            log.info("housekeeping: forgot %d expired claims, delivery keys and values", removed)
 
     def run(self, stop: threading.Event) -> None:
         """Tick every ``tick_interval`` until ``stop`` is set. A failing tick is logged and

@@ -188,6 +188,13 @@ class StateStore(Protocol):
         """Remove and return the value (None if absent or expired): single-use tokens."""
         ...
 
+    # housekeeping
+    def prune(self, before: datetime) -> int:
+        """Forget what only mattered for a while: boundary claims and seen delivery keys
+        older than ``before``, and values that expired before it. The audit trail, the
+        operations journal, approvals, links and overrides are kept. Returns rows removed."""
+        ...
+
 
 class Notifier(Protocol):
     """Delivers routed notifications (Slack, console, …). Must not raise for delivery

@@ -86,7 +86,7 @@ class InMemoryStateStore:
         self._audit: list[AuditRecord] = []
         self._claims: set[tuple[str, datetime]] = set()
         self._overrides: dict[str, Override] = {}
-        self._once: set[str] = set()
+        self._once: dict[str, datetime] = {}
         self._values: dict[tuple[str, str], tuple[str, datetime | None]] = {}
 
     def add_approval(self, request: ApprovalRequest) -> None:
@@ -170,8 +170,19 @@ class InMemoryStateStore:
     def claim_once(self, key: str, now: datetime) -> bool:
         if key in self._once:
             return False
-        self._once.add(key)
+        self._once[key] = now
         return True
+
+    def prune(self, before: datetime) -> int:
+        claims = {c for c in self._claims if c[1] < before}
+        seen = [k for k, at in self._once.items() if at < before]
+        values = [k for k, (_, exp) in self._values.items() if exp is not None and exp < before]
+        self._claims -= claims
+        for key in seen:
+            del self._once[key]
+        for pair in values:
+            del self._values[pair]
+        return len(claims) + len(seen) + len(values)
 
     def put_value(
         self, namespace: str, key: str, value: str, expires_at: datetime | None = None

@@ -217,3 +217,18 @@ timeout = "5m"
 
 def _resource(app: App, collection_id: str) -> Resource:
     return next(c for c in app.service.settings.collections if c.id == collection_id).resources[0]
+
+
+def test_the_scheduler_prunes_old_claims_hourly(tmp_path: Path) -> None:
+    cloud = fresh_cloud()
+    clock = FakeClock(datetime(2026, 3, 2, 7, 0, 5, tzinfo=UTC))  # 08:00:05 Berlin
+    app, _ = make_app(SQLiteStateStore(tmp_path / "s.db"), cloud, clock)
+    scheduler = Scheduler(app, name="a")
+    (claimed,) = scheduler.tick().claimed
+    clock.advance(timedelta(minutes=30))
+    scheduler.tick()  # within the hour: nothing pruned yet
+    assert not app.store.claim_boundary(claimed.collection_id, claimed.at, "probe")
+    clock.advance(timedelta(days=3))
+    scheduler.tick()
+    # the three-day-old claim is gone (it could no longer be caught up anyway)
+    assert app.store.claim_boundary(claimed.collection_id, claimed.at, "probe")

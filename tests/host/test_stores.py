@@ -466,3 +466,27 @@ def test_postgres_without_the_extra_says_what_to_install(monkeypatch: pytest.Mon
 def test_postgres_schema_names_are_checked() -> None:
     with pytest.raises(StateError, match="schema name"):
         PostgresStateStore("postgresql://nightops@127.0.0.1:1/nightops", schema="a; DROP")
+
+
+def test_prune_forgets_only_what_was_short_lived(store: StateStore) -> None:
+    old, recent = NOW - timedelta(days=3), NOW - timedelta(hours=1)
+    store.claim_boundary("web", old, "a")
+    store.claim_boundary("web", recent, "a")
+    store.claim_once("slack:old", old)
+    store.claim_once("slack:recent", recent)
+    store.put_value("link", "expired", "U1", expires_at=old)
+    store.put_value("link", "live", "U2", expires_at=NOW + timedelta(minutes=5))
+    store.put_value("slack.refs", "op:1", "{}")  # no expiry: kept
+    store.append_audit(AuditEvent(old, "alice@company.com", "Slack", "status"))
+    store.set_link("T1", "U1", "alice@company.com")
+
+    assert store.prune(NOW - timedelta(days=2)) == 3
+    # what was forgotten can happen again; what was kept still counts
+    assert store.claim_boundary("web", old, "b")
+    assert not store.claim_boundary("web", recent, "b")
+    assert store.claim_once("slack:old", NOW)
+    assert not store.claim_once("slack:recent", NOW)
+    assert store.get_value("link", "live", NOW) == "U2"
+    assert store.get_value("slack.refs", "op:1", NOW) == "{}"
+    assert len(store.audit_records()) == 1
+    assert store.get_link("T1", "U1") == "alice@company.com"

@@ -485,6 +485,17 @@ class PostgresStateStore:
             ).fetchone()
         return str(row[0]) if row is not None and row[1] else None
 
+    # ---------------------------------------------------------------- housekeeping
+
+    def prune(self, before: datetime) -> int:
+        with self._conn() as conn:
+            removed = conn.execute("DELETE FROM boundary_claims WHERE at < %s", (before,)).rowcount
+            removed += conn.execute("DELETE FROM seen_keys WHERE at < %s", (before,)).rowcount
+            removed += conn.execute(
+                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at < %s", (before,)
+            ).rowcount
+        return removed
+
 
 # ---------------------------------------------------------------- helpers
 

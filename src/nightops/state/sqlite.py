@@ -293,7 +293,7 @@ class SQLiteStateStore:
     def claim_once(self, key: str, now: datetime) -> bool:
         with self._write() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO seen_keys (key, at) VALUES (?, ?)", (key, now.isoformat())
+                "INSERT OR IGNORE INTO seen_keys (key, at) VALUES (?, ?)", (key, _utc(now))
             )
             return cursor.rowcount == 1
 
@@ -327,6 +327,18 @@ class SQLiteStateStore:
             conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
             expired = row[1] is not None and row[1] <= _utc(now)
             return None if expired else str(row[0])
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def prune(self, before: datetime) -> int:
+        cutoff = _utc(before)
+        with self._write() as conn:
+            removed = conn.execute("DELETE FROM boundary_claims WHERE at < ?", (cutoff,)).rowcount
+            removed += conn.execute("DELETE FROM seen_keys WHERE at < ?", (cutoff,)).rowcount
+            removed += conn.execute(
+                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at < ?", (cutoff,)
+            ).rowcount
+            return removed
 
 
 def _utc(when: datetime | None) -> str | None:
