@@ -369,6 +369,26 @@ def _arn_tail(arn: str) -> str:
     return parts[5] if len(parts) == 6 else arn
 
 
+def _rds_describe(
+    api: Api, place: Place, ids: Sequence[str], call: tuple[str, str], filter_name: str, noun: str
+) -> dict[str, dict[str, Any]]:
+    """DB instances or clusters by id (``noun`` is ``DBInstance`` or ``DBCluster``: the
+    response lists ``<noun>s`` keyed by ``<noun>Identifier``), paginated, in filter chunks."""
+    found: dict[str, dict[str, Any]] = {}
+    service, method = call
+    for chunk in _chunks(ids, _RDS_FILTER_CHUNK):
+        for page in api.pages(
+            place,
+            service,
+            method,
+            cursor="Marker",
+            Filters=[{"Name": filter_name, "Values": chunk}],
+        ):
+            for item in page.get(f"{noun}s", []):
+                found[str(item[f"{noun}Identifier"])] = item
+    return found
+
+
 class Rds(Driver):
     kind = "rds"
     tag_types = ("rds:db",)
@@ -380,18 +400,10 @@ class Rds(Driver):
         }
 
     def _describe(self, place: Place, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(ids, _RDS_FILTER_CHUNK):
-            for page in self.api.pages(
-                place,
-                "rds",
-                "describe_db_instances",
-                cursor="Marker",
-                Filters=[{"Name": "db-instance-id", "Values": chunk}],
-            ):
-                for db in page.get("DBInstances", []):
-                    found[str(db["DBInstanceIdentifier"])] = db
-        return found
+        # (the service and method stay literal: tests/providers/test_aws_policy.py reads them)
+        return _rds_describe(
+            self.api, place, ids, ("rds", "describe_db_instances"), "db-instance-id", "DBInstance"
+        )
 
     def check(self, verb: Verb, resource: Resource, observed: Observed) -> ActionResult | None:
         facts = observed.facts
@@ -466,18 +478,9 @@ class Aurora(Driver):
         }
 
     def _describe(self, place: Place, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(ids, _RDS_FILTER_CHUNK):
-            for page in self.api.pages(
-                place,
-                "rds",
-                "describe_db_clusters",
-                cursor="Marker",
-                Filters=[{"Name": "db-cluster-id", "Values": chunk}],
-            ):
-                for cluster in page.get("DBClusters", []):
-                    found[str(cluster["DBClusterIdentifier"])] = cluster
-        return found
+        return _rds_describe(
+            self.api, place, ids, ("rds", "describe_db_clusters"), "db-cluster-id", "DBCluster"
+        )
 
     def check(self, verb: Verb, resource: Resource, observed: Observed) -> ActionResult | None:
         if (
