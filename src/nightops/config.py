@@ -13,7 +13,6 @@ Secrets are written as ``${ENV_VAR}`` and read from the environment; they are ke
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import os
 import re
 import tomllib
@@ -896,8 +895,3 @@ class _Validator:
             trusted_email_header=raw.trusted_email_header,
             answer_workers=self.positive("slack.answer_workers", raw.answer_workers, 4),
         )
-
-
-def glob_matches_any(pattern: str, names: Iterable[str]) -> bool:
-    """Does the collection glob match at least one id? (used to warn on dead rules)"""
-    return any(fnmatch.fnmatchcase(n, pattern) for n in names)

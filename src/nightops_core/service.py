@@ -232,7 +232,6 @@ class Service:
         operation = operation.moved_to(OperationState.RUNNING)
         self.store.save_operation(operation)
         resources = {r.key: r for r in self.members(collection)}
-        by_key = {str(k): r for k, r in resources.items()}
         stages = sorted(
             {r.stage for r in resources.values()}, reverse=operation.action is Action.STOP
         )
@@ -246,7 +245,7 @@ class Service:
                         ResourceOutcome(str(resource.key), resource.label, False, "", blocked),
                     )
                 continue
-            operation = self._run_stage(operation, collection, wanted, by_key, progress)
+            operation = self._run_stage(operation, collection, wanted, progress)
             if operation.failures and operation.action is Action.START and len(stages) > 1:
                 blocked = f"not started: an earlier stage (stage {stage}) failed"
         return self._finish(operation, collection)
@@ -270,7 +269,8 @@ class Service:
         """Operations a crash left unfinished (journaled, not final) are continued: their
         jobs are returned to be run again. Providers are idempotent, so resources that had
         already reached the wanted state are not acted on twice. Called at start-up."""
-        jobs = tuple(Job(o.id) for o in self.store.unfinished_operations())
+        unfinished = self.store.unfinished_operations()
+        jobs = tuple(Job(o.id) for o in unfinished)
         messages = tuple(
             Message(
                 Notice(
@@ -281,7 +281,7 @@ class Service:
                 Destination.CHANNEL,
                 o.channel,
             )
-            for o in self.store.unfinished_operations()
+            for o in unfinished
             if o.channel
         )
         return Outcome(messages, jobs)
@@ -897,7 +897,6 @@ class Service:
         operation: Operation,
         collection: Collection,
         resources: Sequence[Resource],
-        by_key: Mapping[str, Resource],
         progress: ProgressSink | None,
     ) -> Operation:
         current = operation
@@ -926,7 +925,6 @@ class Service:
                 entry = next(r for r in current.resources if r.key == str(result.resource.key))
                 if entry.ok is None:
                     on_result(result)
-        del by_key
         return current
 
     def _record(self, operation: Operation, outcome: ResourceOutcome) -> Operation:
